@@ -1,0 +1,5 @@
+import sys
+
+from vict.cli import main
+
+sys.exit(main())
