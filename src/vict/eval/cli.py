@@ -1,0 +1,112 @@
+"""``vict score``: score prediction files with the official caption, GQA and VQAv2 rules.
+
+Prints a table and, with ``--out``, writes the numbers as JSON. Exit code 2 on bad input, with a message naming the
+file, the record and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from vict.eval.captioning import CAPTION_METRICS, FAST_CAPTION_METRICS, score_captions
+from vict.eval.gqa import RULES, SEMANTIC_NAMES, score_gqa
+from vict.eval.predictions import ScoreError, load_json
+from vict.eval.report import markdown_table, notes_lines, write_json
+from vict.eval.vqa import score_vqav2
+
+EPILOG = """examples:
+  vict score caption --predictions results.json --annotations captions_test.json --out report.json
+  vict score caption --predictions results.json --annotations captions_val2014.json --subset --fast
+  vict score gqa --predictions preds.json --questions testdev_balanced_questions.json
+  vict score gqa --predictions preds.json --questions testdev_balanced_questions.json --rule vqa
+  vict score vqav2 --predictions results.json --annotations v2_mscoco_val2014_annotations.json \\
+      --questions v2_OpenEnded_mscoco_val2014_questions.json --out vqa_report.json
+
+formats:
+  caption  predictions [{"image_id", "caption"}], annotations a COCO captions file
+  gqa      predictions [{"questionId", "prediction"}], questions a GQA questions file
+  vqav2    predictions [{"question_id", "answer"}], the official annotations and questions files
+Caption scores are x100 (BLEU-4 43.8, CIDEr 146.1); accuracies are percentages.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``caption``, ``gqa`` and ``vqav2`` sub-subcommands."""
+    sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
+    cap = sub.add_parser("caption", help="BLEU-1..4, METEOR, ROUGE-L, CIDEr, SPICE (pycocoevalcap)")
+    cap.add_argument("--predictions", required=True, help='COCO results file [{"image_id", "caption"}]')
+    cap.add_argument("--annotations", required=True, help="COCO captions file (images + annotations)")
+    cap.add_argument("--subset", action="store_true", help="score only images that have a prediction")
+    cap.add_argument("--fast", action="store_true", help="skip METEOR and SPICE (their JVMs take ~20 s to start)")
+    cap.add_argument("--out", help="write the scores as JSON here")
+    gqa = sub.add_parser("gqa", help="GQA accuracy by the official eval.py rule or with VQA normalisation")
+    gqa.add_argument("--predictions", required=True, help='[{"questionId", "prediction"}]')
+    gqa.add_argument("--questions", required=True, help="GQA questions file, e.g. testdev_balanced_questions.json")
+    gqa.add_argument("--rule", choices=RULES, default="official", help="official: exact equality (default)")
+    gqa.add_argument("--all-questions", action="store_true", help="score unbalanced questions too")
+    gqa.add_argument("--out", help="write the scores as JSON here")
+    vqa = sub.add_parser("vqav2", help="official VQA v2 accuracy (leave-one-out min(k/3, 1))")
+    vqa.add_argument("--predictions", required=True, help='[{"question_id", "answer"}]')
+    vqa.add_argument("--annotations", required=True, help="v2_mscoco_*_annotations.json")
+    vqa.add_argument("--questions", help="v2_OpenEnded_mscoco_*_questions.json (checked against the annotations)")
+    vqa.add_argument("--out", help="write the scores as JSON here")
+
+
+def caption_summary(result: dict[str, Any]) -> str:
+    """The printed table of a caption report."""
+    table = markdown_table(["metric", "score"], [[m, result[m]] for m in CAPTION_METRICS])
+    notes = notes_lines(result.get("notes", {}))
+    return "\n".join([f"captions scored: {result['n']}", table, *notes])
+
+
+def gqa_summary(result: dict[str, Any]) -> str:
+    """The printed table of a GQA report."""
+    rows = [["overall", result["accuracy"], result["n"]]]
+    rows += [["binary", result["binary"], ""], ["open", result["open"], ""]]
+    rows += [[f"structural: {k}", v, ""] for k, v in result["by_structural"].items()]
+    rows += [[f"semantic: {SEMANTIC_NAMES.get(k, k)}", v, ""] for k, v in result["by_semantic"].items()]
+    return f"GQA accuracy (rule: {result['rule']})\n" + markdown_table(["subset", "accuracy %", "n"], rows)
+
+
+def vqa_summary(result: dict[str, Any]) -> str:
+    """The printed table of a VQAv2 report."""
+    rows = [["overall", result["overall"]]] + [[f"answer type: {k}", v] for k, v in result["per_answer_type"].items()]
+    return f"VQAv2 accuracy over {result['n']} questions\n" + markdown_table(["subset", "accuracy %"], rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score, print the table, optionally write JSON. Returns 0, or 2 on bad input."""
+    try:
+        if args.task == "caption":
+            result = score_captions(
+                load_json(args.predictions, "caption predictions"),
+                load_json(args.annotations, "caption annotations"),
+                metrics=FAST_CAPTION_METRICS if args.fast else None,
+                restrict_to_predictions=args.subset,
+            )
+            text = caption_summary(result)
+        elif args.task == "gqa":
+            result = score_gqa(
+                load_json(args.predictions, "GQA predictions"),
+                load_json(args.questions, "GQA questions"),
+                rule=args.rule,
+                balanced_only=not args.all_questions,
+            )
+            text = gqa_summary(result)
+        else:
+            questions = load_json(args.questions, "VQA questions") if args.questions else None
+            result = score_vqav2(
+                load_json(args.predictions, "VQA predictions"),
+                load_json(args.annotations, "VQA annotations"),
+                questions,
+            )
+            text = vqa_summary(result)
+    except ScoreError as e:
+        print(f"vict score {args.task}: error: {e}", file=sys.stderr)
+        return 2
+    print(text)
+    if args.out:
+        print(f"wrote {write_json(args.out, result)}")
+    return 0
