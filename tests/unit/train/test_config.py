@@ -1,0 +1,209 @@
+"""Config loading, overrides and validation; every shipped YAML loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vict.cli import main
+from vict.config import (
+    ConfigError,
+    VictConfig,
+    apply_overrides,
+    check_paths,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_override_value,
+    save_config,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+ALL_YAMLS = sorted((ROOT / "configs").rglob("*.yaml"))
+RUN_YAMLS = [p for p in ALL_YAMLS if "accelerate" not in p.parts]
+ACCELERATE_YAMLS = [p for p in ALL_YAMLS if "accelerate" in p.parts]
+
+
+def test_configs_are_shipped():
+    names = {p.relative_to(ROOT / "configs").as_posix() for p in ALL_YAMLS}
+    assert {
+        "world/vict_lora.yaml",
+        "world/vict_llama_adapter.yaml",
+        "llama7b/coco_gqa_vict_lora.yaml",
+        "llama7b/coco_gqa_vict_llama_adapter.yaml",
+        "accelerate/ddp.yaml",
+        "accelerate/fsdp.yaml",
+        "accelerate/deepspeed_zero2.yaml",
+    } <= names
+
+
+@pytest.mark.parametrize("path", ALL_YAMLS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
+def test_every_yaml_starts_with_the_command_that_runs_it(path: Path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# "), f"{path} must start with a comment giving its command"
+    assert path.relative_to(ROOT).as_posix() in first and ("vict " in first or "accelerate " in first), first
+
+
+@pytest.mark.parametrize("path", RUN_YAMLS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
+def test_every_run_yaml_loads_and_validates(path: Path):
+    cfg = load_config(path)
+    assert isinstance(cfg, VictConfig)
+    # The file sets what it means to set: nothing silently falls back to a default section.
+    raw = yaml.safe_load(path.read_text())
+    assert set(raw) <= {"model", "peft", "data", "train", "eval"}
+    assert cfg.peft.type == raw["peft"]["type"]
+    assert cfg.peft.type in path.stem.replace("vict_", "")
+    assert sum(cfg.data.normalised_ratios().values()) == pytest.approx(1.0)
+    # Resolved config round-trips.
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_paper_configs_hold_the_vict_setting():
+    for path in (ROOT / "configs" / "llama7b").glob("*.yaml"):
+        cfg = load_config(path)
+        assert cfg.model.builder == "hf" and cfg.model.vpg_source.startswith("Salesforce/blip2-")
+        assert cfg.model.num_extra_queries == 32
+        assert cfg.train.mixed_precision == "bf16" and cfg.train.schedule == "cosine" and cfg.train.warmup_steps > 0
+        assert set(cfg.data.normalised_ratios().values()) == {0.2}
+        if cfg.peft.type == "lora":
+            assert (cfg.peft.r, cfg.peft.target_modules, cfg.train.lr) == (8, ["q_proj", "v_proj"], 1e-4)
+
+
+@pytest.mark.parametrize("path", ACCELERATE_YAMLS, ids=lambda p: p.name)
+def test_accelerate_yamls_are_valid_accelerate_configs(path: Path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(path))  # what `accelerate launch --config_file` does; rejects unknown keys
+    expected = {"ddp.yaml": "MULTI_GPU", "fsdp.yaml": "FSDP", "deepspeed_zero2.yaml": "DEEPSPEED"}[path.name]
+    assert cfg.distributed_type == expected and cfg.mixed_precision == "bf16"
+    if expected == "FSDP":  # frozen + trainable parameters in one wrapped block need use_orig_params
+        assert cfg.fsdp_config["fsdp_use_orig_params"] is True
+    if expected == "DEEPSPEED":
+        assert cfg.deepspeed_config["zero_stage"] == 2
+
+
+def test_two_typos_are_both_reported_with_suggestions(tmp_path: Path):
+    path = tmp_path / "typos.yaml"
+    path.write_text("data: {world: w}\ntrain:\n  lerning_rate: 1e-3\n  max_stepz: 10\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    err = info.value
+    assert len(err.problems) == 2, err.problems
+    text = str(err)
+    assert "unknown key 'train.max_stepz'; did you mean 'train.max_steps'?" in text
+    assert "unknown key 'train.lerning_rate'; did you mean 'train.lr'?" in text
+    assert str(path) in text
+
+
+def test_all_kinds_of_problems_are_collected_at_once():
+    data = {
+        "modle": {},
+        "peft": {"type": "lorra", "r": 0},
+        "data": {"world": "w", "ratios": {"capp": 1.0}},
+        "train": {"batch_size": "eight", "lr": -1},
+        "lr": 3,
+    }
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    problems = "\n".join(info.value.problems)
+    expected = [
+        "unknown key 'modle'; did you mean 'model'?",
+        "peft.type='lorra' is not one of 'lora', 'llama_adapter', 'none'; did you mean 'lora'?",
+        "peft.r=0",
+        "data.ratios has unknown instruction kind 'capp'; did you mean 'cap'?",
+        "train.batch_size='eight' should be an integer",
+        "train.lr=-1.0 must be > 0",
+        "unknown key 'lr'; did you mean 'train.lr'?",
+    ]
+    for line in expected:
+        assert line in problems
+    assert len(info.value.problems) == len(expected)
+
+
+def test_relationship_checks():
+    with pytest.raises(ConfigError, match=r"model.vpg_source is required when model.builder=hf"):
+        config_from_dict({"model": {"builder": "hf", "llm_source": "x"}})
+    with pytest.raises(ConfigError, match=r"warmup_steps=10 must be smaller than train.max_steps=5"):
+        config_from_dict({"train": {"max_steps": 5, "warmup_steps": 10}})
+    with pytest.raises(ConfigError, match=r"data.world and data.captions"):
+        config_from_dict({"data": {"world": "w", "captions": "c.json", "questions": "q.json", "images": "i"}})
+    with pytest.raises(ConfigError, match=r"no data"):
+        config_from_dict({"data": {"train_split": "train"}})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("3", 3),
+        ("1e-4", 1e-4),
+        ("0.5", 0.5),
+        ("true", True),
+        ("False", False),
+        ("null", None),
+        ("~", None),
+        ("[q_proj,v_proj]", ["q_proj", "v_proj"]),
+        ("runs/x", "runs/x"),
+        ("{cap: 2}", {"cap": 2}),
+    ],
+)
+def test_override_values_parse_like_yaml(text, expected):
+    value = parse_override_value(text)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_overrides_apply_and_are_typed(tmp_path: Path):
+    cfg = load_config(
+        ROOT / "configs/world/vict_lora.yaml",
+        [
+            "train.max_steps=70",
+            "train.lr=3e-4",
+            "peft.target_modules=[q_proj,k_proj]",
+            "train.projection_lr=null",
+            "data.ratios.cap=3",
+            "train.epochs=2",
+            "model.logits_on_labelled_only=false",
+        ],
+    )
+    assert cfg.train.max_steps == 70 and cfg.train.lr == 3e-4 and cfg.train.projection_lr is None
+    assert cfg.train.epochs == 2.0 and isinstance(cfg.train.epochs, float)
+    assert cfg.peft.target_modules == ["q_proj", "k_proj"]
+    assert cfg.model.logits_on_labelled_only is False
+    assert cfg.data.normalised_ratios()["cap"] == pytest.approx(3 / 7)
+    with pytest.raises(ConfigError, match=r"unknown key 'train.max_step'; did you mean 'train.max_steps'"):
+        load_config(ROOT / "configs/world/vict_lora.yaml", ["train.max_step=7"])
+    with pytest.raises(ConfigError, match=r"not key=value"):
+        apply_overrides({}, ["train.max_steps"])
+    with pytest.raises(ConfigError, match=r"'train.lr' is a value, not a section"):
+        apply_overrides({"train": {"lr": 1.0}}, ["train.lr.x=1"])
+
+
+def test_saved_config_round_trips(tmp_path: Path):
+    cfg = load_config(ROOT / "configs/world/vict_llama_adapter.yaml", ["train.seed=5"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_check_paths_names_the_missing_world_and_the_fix(tmp_path: Path):
+    cfg = load_config(None, [f"data.world={tmp_path / 'nope'}"])
+    (problem,) = check_paths(cfg)
+    assert str(tmp_path / "nope") in problem and "vict data world --out" in problem
+    cfg = load_config(ROOT / "configs/llama7b/coco_gqa_vict_lora.yaml")
+    problems = check_paths(cfg)
+    assert any("captions_train2014.json" in p for p in problems) and any(
+        "captions_val2014.json" in p for p in problems
+    )
+
+
+def test_validate_cli(capsys):
+    assert main(["validate", str(ROOT / "configs/world/vict_lora.yaml"), "train.max_steps=30"]) == 0
+    assert "ok:" in capsys.readouterr().out
+    assert main(["validate", str(ROOT / "configs/world/vict_lora.yaml"), "train.max_stepz=3", "peft.tpye=x"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'train.max_steps'?" in err and "did you mean 'peft.type'?" in err
+    with pytest.raises(SystemExit):
+        main(["validate", "--help"])
+    out = capsys.readouterr().out
+    assert "train.projection_lr" in out and "peak learning rate of the projection" in out
+    assert "peft.adapter_len" in out and "adaption-prompt tokens per adapted layer" in out
