@@ -1,0 +1,9 @@
+"""Helpers of the training recipe (``vict.recipes.train``): batch order, training state, checkpoints, records.
+
+- ``sampler``: deterministic, resumable, length-grouped batch plan sharded over processes;
+- ``state``: optimizer / scheduler / RNG state and counters in safetensors + JSON (no pickle);
+- ``checkpoints``: checkpoint naming, latest, rotation;
+- ``metrics``: ``metrics.jsonl`` + optional TensorBoard, throughput;
+- ``plots``: ``loss.png``;
+- ``signals``: save-then-exit on SIGTERM / SIGINT.
+"""
