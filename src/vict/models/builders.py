@@ -1,0 +1,305 @@
+"""Named model builders with literal sizes: the paper's setting and a tiny one for tests, same code path.
+
+``build_tiny`` writes a tiny random BLIP-2 (``Blip2ForConditionalGeneration`` with a tiny OPT, saved with
+``save_pretrained`` beside its ``BlipImageProcessor``) and a tiny random LLaMA with an in-process tokenizer to a
+cache directory, then loads them exactly like real checkpoints (``VisualPromptGenerator.from_pretrained``,
+``AutoModelForCausalLM.from_pretrained``). A saved tiny VICT checkpoint therefore points at real directories
+and ``VisionLLM.from_pretrained`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import Blip2Config, LlamaConfig, OPTConfig
+
+from vict.models.tokenizer import builtin_tokenizer
+from vict.models.vision_llm import VisionLLM, VisionLLMConfig
+from vict.peft import PeftSettings
+
+PAPER_VPG_SOURCE = "Salesforce/blip2-opt-2.7b"
+PAPER_LLM_SOURCE = "huggyllama/llama-7b"
+
+# Tiny sizes (STYLE.md habit 7): ViT hidden 32 x 2 layers on 30 px images with patch 2 (225 patches), Q-Former
+# hidden 32 x 2 layers with 8 queries, LLaMA hidden 32 x 2 layers.
+TINY_IMAGE_SIZE = 30
+TINY_PATCH_SIZE = 2
+TINY_NUM_QUERY_TOKENS = 8
+
+
+def tiny_blip2_config(image_size: int = TINY_IMAGE_SIZE, num_query_tokens: int = TINY_NUM_QUERY_TOKENS) -> Blip2Config:
+    """A BLIP-2 config with hidden 32 / 2 layers everywhere and a tiny OPT language model."""
+    return Blip2Config(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": image_size,
+            "patch_size": TINY_PATCH_SIZE,
+        },
+        qformer_config={
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 64,
+            "cross_attention_frequency": 1,
+            "vocab_size": 99,
+            "max_position_embeddings": 64,
+        },
+        text_config=OPTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            ffn_dim=64,
+            vocab_size=99,
+            max_position_embeddings=128,
+            word_embed_proj_dim=32,
+        ).to_dict(),
+        num_query_tokens=num_query_tokens,
+    )
+
+
+def tiny_llama_config(vocab_size: int) -> LlamaConfig:
+    """A LLaMA config with hidden 32, 2 layers, 4 heads (2 KV heads), for ``vocab_size`` tokens."""
+    return LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=vocab_size,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+    )
+
+
+def llama_7b_config() -> LlamaConfig:
+    """LLaMA-7B's architecture, literally (no download): 32 layers, hidden 4096, FFN 11008, 32k vocabulary."""
+    return LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32000,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+    )
+
+
+def paper_blip2_config() -> Blip2Config:
+    """``Salesforce/blip2-opt-2.7b``'s VPG architecture: ``Blip2Config`` defaults (EVA ViT-g 39 x 1408 at 224 px,
+    patch 14; BERT-base Q-Former 12 x 768 with cross-attention every 2nd layer; 32 queries)."""
+    return Blip2Config(num_query_tokens=32)
+
+
+def default_cache_dir() -> Path:
+    """``$VICT_CACHE_DIR`` or ``~/.cache/vict``: where ``build_tiny`` keeps its generated checkpoints."""
+    return Path(os.environ.get("VICT_CACHE_DIR", Path.home() / ".cache" / "vict")).expanduser()
+
+
+def _write_once(path: Path, writer: Callable[[Path], None]) -> Path:
+    # Concurrent builders (parallel test workers) may race: each writes a private temp dir, the first rename
+    # wins, later ones find the directory in place and discard theirs. Readers never see a partial directory.
+    if (path / ".complete").is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        writer(tmp)
+        (tmp / ".complete").write_text("ok\n")
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not (path / ".complete").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _digest(*parts: Any) -> str:
+    blob = json.dumps([transformers.__version__, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def write_tiny_blip2(out_dir: str | Path, seed: int = 0, config: Blip2Config | None = None) -> Path:
+    """Save a random tiny ``Blip2ForConditionalGeneration`` + ``BlipImageProcessor`` to ``out_dir``.
+
+    Deterministic for ``seed``. The query tokens are drawn from N(0, 0.02) (transformers initialises them to
+    zeros, which would make all queries identical).
+    """
+    from transformers import Blip2ForConditionalGeneration
+
+    from vict.models.vpg import make_image_processor
+
+    config = config or tiny_blip2_config()
+    out_dir = Path(out_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Blip2ForConditionalGeneration(config).eval()
+        with torch.no_grad():
+            model.query_tokens.normal_(0.0, config.initializer_range)
+    model.save_pretrained(str(out_dir))
+    make_image_processor(config.vision_config.image_size).save_pretrained(str(out_dir))
+    return out_dir
+
+
+def write_tiny_llm(out_dir: str | Path, seed: int = 0, tokenizer: Any = None, arch: str = "llama") -> Path:
+    """Save a random tiny causal LM (``arch``: ``"llama"`` or ``"opt"``) and its tokenizer to ``out_dir``."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = tokenizer if tokenizer is not None else builtin_tokenizer()
+    vocab = len(tokenizer)
+    if arch == "llama":
+        config = tiny_llama_config(vocab)
+    elif arch == "opt":
+        config = OPTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            ffn_dim=64,
+            vocab_size=vocab,
+            max_position_embeddings=256,
+            word_embed_proj_dim=32,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    else:
+        raise ValueError(f"write_tiny_llm: unknown arch {arch!r}; use 'llama' or 'opt'")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config).eval()
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    return Path(out_dir)
+
+
+def build_vision_llm(
+    vpg_source: str | Path,
+    llm_source: str | Path,
+    peft: str | PeftSettings = "lora",
+    num_extra_queries: int = 32,
+    vpg_format: str = "hf",
+    frozen_dtype: str = "float32",
+    logits_on_labelled_only: bool = True,
+    seed: int = 0,
+    tokenizer: Any = None,
+    vpg_options: dict[str, Any] | None = None,
+) -> VisionLLM:
+    """The one code path behind every builder: a ``VisionLLMConfig`` from the arguments, then
+    ``VisionLLM.from_config`` (VPG and LLM loaded from their sources, trainable parts seeded by ``seed``)."""
+    settings = peft if isinstance(peft, PeftSettings) else PeftSettings(type=peft)
+    config = VisionLLMConfig(
+        vpg_source=str(vpg_source),
+        llm_source=str(llm_source),
+        vpg_format=vpg_format,
+        num_extra_queries=num_extra_queries,
+        peft=settings,
+        frozen_dtype=frozen_dtype,
+        logits_on_labelled_only=logits_on_labelled_only,
+        seed=seed,
+        vpg_options=dict(vpg_options or {}),
+    )
+    return VisionLLM.from_config(config, tokenizer=tokenizer)
+
+
+def tiny_sources(cache_dir: str | Path | None = None, seed: int = 0, llm_arch: str = "llama") -> tuple[Path, Path]:
+    """Write (once) and return the tiny BLIP-2 and tiny LLM directories for ``seed``."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "tiny"
+    blip_cfg = tiny_blip2_config()
+    blip_dir = root / f"blip2-s{seed}-{_digest(blip_cfg.to_dict())}"
+    llm_dir = root / f"{llm_arch}-s{seed}-{_digest(llm_arch, sorted(builtin_tokenizer().get_vocab().items()))}"
+    _write_once(blip_dir, lambda d: write_tiny_blip2(d, seed=seed, config=blip_cfg))
+    _write_once(llm_dir, lambda d: write_tiny_llm(d, seed=seed, arch=llm_arch))
+    return blip_dir, llm_dir
+
+
+def build_tiny(
+    peft: str | PeftSettings = "lora",
+    num_extra_queries: int = 4,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    llm_arch: str = "llama",
+    frozen_dtype: str = "float32",
+    logits_on_labelled_only: bool = True,
+) -> VisionLLM:
+    """A tiny random VICT model (8 + ``num_extra_queries`` visual tokens, 30 px images), for tests and smoke
+    runs. Its BLIP-2 and LLM are real saved checkpoints under ``cache_dir`` (default ``default_cache_dir()/tiny``),
+    written once per seed; everything is deterministic for ``seed``."""
+    if isinstance(peft, str):
+        # Tiny adapters: LLaMA-Adapter prompts on both layers; LoRA rank 4. Dropout off so tests are exact.
+        peft = PeftSettings(type=peft, r=4, alpha=8, dropout=0.0, adapter_len=4, adapter_layers=2)
+    blip_dir, llm_dir = tiny_sources(cache_dir, seed=seed, llm_arch=llm_arch)
+    return build_vision_llm(
+        blip_dir,
+        llm_dir,
+        peft=peft,
+        num_extra_queries=num_extra_queries,
+        frozen_dtype=frozen_dtype,
+        logits_on_labelled_only=logits_on_labelled_only,
+        seed=seed,
+    )
+
+
+def build_paper(
+    vpg_source: str | Path = PAPER_VPG_SOURCE,
+    llm_source: str | Path = PAPER_LLM_SOURCE,
+    peft: str | PeftSettings = "lora",
+    num_extra_queries: int = 32,
+    frozen_dtype: str = "bfloat16",
+    seed: int = 0,
+) -> VisionLLM:
+    """The paper's setting: BLIP-2 ViT-g + Q-Former of ``Salesforce/blip2-opt-2.7b`` (32 original + 32 extra
+    queries) + LLaMA-7B with LoRA (r=8, alpha=16, q_proj/v_proj) or LLaMA-Adapter (10 prompts, top 2 layers...
+    see ``PeftSettings`` defaults). Downloads/reads the real weights; frozen parts in ``frozen_dtype``."""
+    return build_vision_llm(
+        vpg_source, llm_source, peft=peft, num_extra_queries=num_extra_queries, frozen_dtype=frozen_dtype, seed=seed
+    )
+
+
+def paper_footprint(peft: str | PeftSettings = "lora", num_extra_queries: int = 32) -> dict[str, Any]:
+    """Parameter counts by part and the checkpoint size of ``build_paper``'s model, from configs alone.
+
+    Builds the VPG (``paper_blip2_config()``) and LLaMA-7B (``llama_7b_config()``) on the meta device (no
+    weights are allocated or downloaded), applies the same PEFT delta, and counts. ``checkpoint_bytes`` is the
+    size of the trainable tensors saved in float32 (``4 * trainable``), i.e. ``vict_trainable.safetensors``
+    plus ``adapter/adapter_model.safetensors`` without their small headers.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from vict.models.vpg import VisualPromptGenerator, VPGSpec
+    from vict.peft.trainable import count_by_part
+
+    settings = peft if isinstance(peft, PeftSettings) else PeftSettings(type=peft)
+    blip2 = paper_blip2_config()
+    config = VisionLLMConfig(
+        vpg_source=PAPER_VPG_SOURCE,
+        llm_source=PAPER_LLM_SOURCE,
+        num_extra_queries=num_extra_queries,
+        peft=settings,
+        frozen_dtype="bfloat16",
+    )
+    with torch.device("meta"):
+        vpg = VisualPromptGenerator.from_config(
+            blip2, num_extra_queries, spec=VPGSpec(PAPER_VPG_SOURCE, "hf", num_extra_queries)
+        )
+        llm = AutoModelForCausalLM.from_config(llama_7b_config())
+        model = VisionLLM(vpg, llm, None, config)
+    counts = count_by_part(model)
+    return {"counts": counts, "checkpoint_bytes": 4 * counts["trainable"], "config": config.to_dict()}
