@@ -1,0 +1,137 @@
+"""A plain BLIP-2 checkpoint as a baseline, through transformers' own ``Blip2ForConditionalGeneration`` and
+``Blip2Processor``, so that baseline rows come from the same harness as the VICT rows.
+
+Prompts follow LAVIS's BLIP-2 evaluation: captions with an empty prompt (configurable, e.g. ``"a photo of"``),
+GQA with ``"Question: {} Short answer:"``; with a context caption, the caption goes first in the same prompt style:
+``"{caption} Question: {} Short answer:"``. Decoding is greedy.
+
+In transformers 5.x the text must carry ``num_query_tokens`` ``<image>`` tokens (``config.image_token_index``); the
+processor prepends them when it knows ``num_query_tokens``. Older hub snapshots lack both: we set them from the
+model config and add ``<image>`` to the tokenizer if needed, and refuse a config without ``image_token_index``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+BLIP2_QA_PROMPT = "Question: {} Short answer:"
+BLIP2_CONTEXT_QA_PROMPT = "{} Question: {} Short answer:"
+BLIP2_CAPTION_PROMPT = ""
+
+
+class Blip2Baseline:
+    """Generation with a BLIP-2 checkpoint (any ``Blip2ForConditionalGeneration`` with a causal LM or T5).
+
+    Attributes: ``model``, ``processor``, ``name`` (the source path or hub id), ``num_query_tokens``.
+    """
+
+    def __init__(self, model: torch.nn.Module, processor, name: str = "blip2") -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.name = name
+        self.num_query_tokens = int(model.config.num_query_tokens)
+        if getattr(model.config, "image_token_index", None) is None:
+            raise ValueError(
+                f"{name}: config.json has no image_token_index. transformers 5.x fills <image> placeholders in the "
+                "text; use a BLIP-2 snapshot saved with transformers >= 4.46 (the hub checkpoints were updated)"
+            )
+        if getattr(processor, "num_query_tokens", None) is None:
+            processor.num_query_tokens = self.num_query_tokens
+        # Generation batches are left padded so every row's last prompt token is at the end.
+        processor.tokenizer.padding_side = "left"
+
+    @classmethod
+    def from_pretrained(
+        cls, source: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> Blip2Baseline:
+        """Load model + processor from a BLIP-2 directory or hub id (``Salesforce/blip2-opt-2.7b``)."""
+        from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+        source = str(source)
+        if Path(source).exists() and not (Path(source) / "config.json").is_file():
+            raise FileNotFoundError(f"{source}: not a BLIP-2 directory (no config.json); pass --blip2 DIR_OR_HUB_ID")
+        kwargs = {"dtype": dtype} if dtype is not None else {}
+        model = Blip2ForConditionalGeneration.from_pretrained(source, **kwargs).to(device)
+        processor = Blip2Processor.from_pretrained(source)
+        return cls(model, processor, name=source)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    def _encode(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        enc = self.processor(images=list(images), text=list(prompts), return_tensors="pt", padding=True)
+        # The processor left-pads the text and then prepends the <image> run, leaving pads in the middle; move
+        # every row's real tokens to the right end so that rows align at the generation position.
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        packed_ids = torch.full_like(ids, self.tokenizer.pad_token_id or 0)
+        packed_mask = torch.zeros_like(mask)
+        for i in range(ids.shape[0]):
+            real = ids[i][mask[i].bool()]
+            packed_ids[i, ids.shape[1] - real.numel() :] = real
+            packed_mask[i, ids.shape[1] - real.numel() :] = 1
+        dtype = next(self.model.parameters()).dtype
+        return {
+            "input_ids": packed_ids.to(self.device),
+            "attention_mask": packed_mask.to(self.device),
+            "pixel_values": enc["pixel_values"].to(self.device, dtype),
+        }
+
+    @torch.no_grad()
+    def generate(self, images: Sequence[Image.Image], prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        """Greedy generation for ``len(images)`` (image, prompt) pairs; returns the new text of each, stripped."""
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+        if not images:
+            return []
+        enc = self._encode(images, prompts)
+        out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+        if not self.model.config.use_decoder_only_language_model:
+            new = out
+        else:
+            new = out[:, enc["input_ids"].shape[1] :]
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    def caption(
+        self, images: Sequence[Image.Image], prompt: str = BLIP2_CAPTION_PROMPT, max_new_tokens: int = 30
+    ) -> list[str]:
+        """One caption per image ``(prompt + generated text, as LAVIS returns it when prompt is non-empty)``."""
+        texts = self.generate(images, [prompt] * len(images), max_new_tokens)
+        return [f"{prompt} {t}".strip() if prompt else t for t in texts]
+
+    def answer(
+        self,
+        images: Sequence[Image.Image],
+        questions: Sequence[str],
+        contexts: Sequence[str | None] | None = None,
+        max_new_tokens: int = 10,
+    ) -> list[str]:
+        """Short answers with ``Question: {} Short answer:``; a context caption, when given, goes first."""
+        contexts = list(contexts) if contexts is not None else [None] * len(questions)
+        prompts = [
+            BLIP2_CONTEXT_QA_PROMPT.format(c, q) if c else BLIP2_QA_PROMPT.format(q)
+            for q, c in zip(questions, contexts)
+        ]
+        return self.generate(images, prompts, max_new_tokens)
+
+    @torch.no_grad()
+    def visual_tokens(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Q-Former outputs projected by ``language_projection`` into the LM's embedding space:
+        ``(b, num_query_tokens, d_lm)`` float32."""
+        pixel_values = self.processor.image_processor(list(images), return_tensors="pt")["pixel_values"]
+        pixel_values = pixel_values.to(self.device, next(self.model.parameters()).dtype)
+        # get_image_features runs vision -> Q-Former -> language_projection exactly as forward/generate do.
+        features = self.model.get_image_features(pixel_values=pixel_values, return_dict=True)
+        return features.pooler_output.float()
+
+    def input_embeddings(self) -> torch.Tensor:
+        """The LM's input embedding matrix ``(V, d_lm)``."""
+        return self.model.get_input_embeddings().weight.detach()

@@ -1,0 +1,135 @@
+"""The BLIP-2 baseline path and the similarity analysis on a tiny random BLIP-2 saved like a hub checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from vict.cli import main
+
+pytestmark = pytest.mark.integration
+
+QUERY_TOKENS = 4
+
+
+def save_tiny_blip2(out: Path) -> Path:
+    """A random ``Blip2ForConditionalGeneration`` (ViT + Q-Former + OPT, hidden 32) with its processor and a
+    word-level tokenizer, written as a hub-style directory (transformers 5.x: ``<image>`` tokens in the text)."""
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        OPTConfig,
+    )
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    from vict.models.tokenizer import BUILTIN_WORDS, train_tokenizer
+
+    tokenizer = train_tokenizer([" ".join(BUILTIN_WORDS)], vocab_size=4096)
+    processor = Blip2Processor(
+        BlipImageProcessorPil(size={"height": 30, "width": 30}), tokenizer, num_query_tokens=QUERY_TOKENS
+    )  # adds the <image> special token to the tokenizer
+    opt = OPTConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        word_embed_proj_dim=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        ffn_dim=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    vision = Blip2VisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=30, patch_size=2
+    )
+    qformer = Blip2QFormerConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, encoder_hidden_size=32
+    )
+    config = Blip2Config(
+        vision_config=vision.to_dict(),
+        qformer_config=qformer.to_dict(),
+        text_config=opt.to_dict(),
+        num_query_tokens=QUERY_TOKENS,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    torch.manual_seed(0)
+    model = Blip2ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        model.query_tokens.normal_(0.0, 0.5)  # zeros by default: every query would give the same token
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_blip2(tmp_path_factory.mktemp("blip2"))
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    for k, colour in enumerate([(255, 0, 0), (0, 128, 255), (20, 200, 20)]):
+        Image.new("RGB", (40, 40), colour).save(folder / f"{k}.png")
+    (folder / "notes.txt").write_text("not an image, not listed")
+    return folder
+
+
+def test_blip2_baseline_generates_batched_and_deterministic(tiny_blip2: Path, image_dir: Path) -> None:
+    from vict.eval.blip2_baseline import Blip2Baseline
+
+    blip2 = Blip2Baseline.from_pretrained(tiny_blip2)
+    images = [Image.open(p).convert("RGB") for p in sorted(image_dir.glob("*.png"))]
+    questions = ["what color is it?", "how many shapes are there in the image?", "is it red?"]
+    batched = blip2.answer(images, questions, max_new_tokens=4)
+    single = [blip2.answer([im], [q], max_new_tokens=4)[0] for im, q in zip(images, questions)]
+    assert batched == single  # left padding does not change any row
+    assert blip2.answer(images, questions, max_new_tokens=4) == batched
+    with_context = blip2.answer(images, questions, contexts=["a red circle."] * 3, max_new_tokens=4)
+    assert len(with_context) == 3 and all(isinstance(a, str) for a in with_context)
+    tokens = blip2.visual_tokens(images)
+    assert tokens.shape == (3, QUERY_TOKENS, 32)
+
+
+def test_similarity_cli_on_tiny_blip2(tiny_blip2: Path, image_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    rc = main(["analyze", "similarity", "--blip2", str(tiny_blip2), "--images", str(image_dir), "--out", str(out)])
+    assert rc == 0
+    png = out / "similarity.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    payload = json.loads((out / "similarity.json").read_text())
+    (series,) = payload["series"].values()
+    assert series["images"] == 3 and series["tokens_per_image"] == QUERY_TOKENS
+    values = [r["similarity"] for r in series["per_token"]]
+    assert len(values) == 3 * QUERY_TOKENS and all(-1.0 <= v <= 1.0 for v in values)
+    stats = series["stats"]
+    assert stats["max"] == pytest.approx(max(values)) and stats["mean"] == pytest.approx(sum(values) / len(values))
+    assert all(isinstance(r["nearest_word"], str) and r["nearest_word"] for r in series["per_token"])
+    assert "most word-like tokens" in (out / "report.md").read_text()
+
+
+def test_vocabulary_rows_score_one_against_blip2_embeddings(tiny_blip2: Path) -> None:
+    from vict.eval.analyze_cli import analyze_series
+    from vict.eval.blip2_baseline import Blip2Baseline
+
+    blip2 = Blip2Baseline.from_pretrained(tiny_blip2)
+    emb = blip2.input_embeddings()
+    ids = torch.tensor([5, 17, 40, 41])
+    series = analyze_series(emb[ids].reshape(2, 2, -1), emb, blip2.tokenizer)
+    assert series["stats"]["min"] == pytest.approx(1.0, abs=1e-5)
+    assert [r["nearest_word"] for r in series["per_token"]] == blip2.tokenizer.convert_ids_to_tokens(ids.tolist())
+
+
+def test_similarity_cli_bad_input(tmp_path: Path, capsys) -> None:
+    assert main(["analyze", "similarity", "--images", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "--blip2" in capsys.readouterr().err
+    rc = main(["analyze", "similarity", "--blip2", "x", "--images", str(tmp_path / "none"), "--out", str(tmp_path)])
+    assert rc == 2 and "not a folder" in capsys.readouterr().err
