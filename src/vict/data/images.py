@@ -1,0 +1,107 @@
+"""Load an image as RGB, or say exactly why it cannot be used.
+
+Handled: missing file, unreadable (not an image), truncated, decompression-bomb-sized (refused before
+decoding), and every colour mode: grayscale, palette, CMYK, 16-bit, ... are converted to RGB; images with
+transparency (RGBA, LA, palette with a transparent index) are composited on white, so transparent pixels
+do not turn black.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from vict.data.policy import BadImageError, BadInputPolicy, resolve_policy
+
+DEFAULT_MAX_PIXELS = 89_478_485
+"""Same as Pillow's default ``Image.MAX_IMAGE_PIXELS`` (about 9459 x 9459): far above any training image."""
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        # 16-bit grayscale: scale 0..65535 to 0..255 instead of clipping everything above 255 to white;
+        # 32-bit int / float: scale by the maximum when it exceeds 8 bits.
+        import numpy as np
+
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(255.0, float(arr.max()) if arr.size else 255.0)
+        arr = (np.clip(arr, 0, top) / top * 255.0).round().astype("uint8")
+        return Image.fromarray(arr).convert("RGB")
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def load_image(
+    path: str | Path,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    policy: BadInputPolicy | str | None = None,
+    record: str | None = None,
+) -> Image.Image | None:
+    """Open ``path`` fully decoded as an RGB ``PIL.Image`` (size unchanged).
+
+    Args:
+        max_pixels: refuse images with more pixels (width x height) than this, before decoding them.
+        policy: fail fast (default: raise ``BadImageError``) or skip (count it and return ``None``).
+        record: what refers to the image (e.g. ``"image 391895"``), added to error messages.
+
+    Raises:
+        BadImageError: with ``reason`` missing_image / unreadable_image / truncated_image / image_too_large.
+    """
+    path = Path(path)
+    where = f" (referenced by {record})" if record else ""
+    try:
+        return _load(path, max_pixels, where)
+    except BadImageError as e:
+        resolve_policy(policy).handle(e)
+        return None
+
+
+def _load(path: Path, max_pixels: int, where: str) -> Image.Image:
+    if not path.is_file():
+        raise BadImageError(
+            f"{path}{where}: image file not found; check the images folder (--images-dir) or the annotation's "
+            "file name",
+            reason="missing_image",
+        )
+    # Pillow has its own bomb check at 2x its global limit; ours runs first with the caller's limit, so only
+    # raise Pillow's when the caller allows more.
+    if max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise BadImageError(
+                        f"{path}{where}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
+                        f"{max_pixels:,} (a decompression bomb or a huge scan); if you trust the file, raise "
+                        "the limit (load_image(max_pixels=...), config data.max_image_pixels) or downscale it",
+                        reason="image_too_large",
+                    )
+                im.load()
+                return _to_rgb(im)
+    except BadImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise BadImageError(
+            f"{path}{where}: {e}; if you trust the file, raise the limit (max_pixels)", reason="image_too_large"
+        ) from None
+    except UnidentifiedImageError:
+        raise BadImageError(
+            f"{path}{where}: not a readable image (unknown or corrupt format); re-download or remove it",
+            reason="unreadable_image",
+        ) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        reason = "truncated_image" if "truncated" in str(e).lower() else "unreadable_image"
+        raise BadImageError(
+            f"{path}{where}: cannot decode image ({e}); the file is damaged or truncated: re-download or remove it",
+            reason=reason,
+        ) from None
