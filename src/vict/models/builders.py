@@ -140,8 +140,9 @@ def _digest(*parts: Any) -> str:
 def write_tiny_blip2(out_dir: str | Path, seed: int = 0, config: Blip2Config | None = None) -> Path:
     """Save a random tiny ``Blip2ForConditionalGeneration`` + ``BlipImageProcessor`` to ``out_dir``.
 
-    Deterministic for ``seed``. The query tokens are drawn from N(0, 0.02) (transformers initialises them to
-    zeros, which would make all queries identical).
+    Deterministic for ``seed``. Every weight is redrawn (see ``_randomize_``): transformers' own init leaves
+    the query tokens at zero (all queries identical), biases at zero and the ViT weights at std 1e-10, which
+    would make a tiny model nearly constant and parity tests toothless.
     """
     from transformers import Blip2ForConditionalGeneration
 
@@ -152,11 +153,23 @@ def write_tiny_blip2(out_dir: str | Path, seed: int = 0, config: Blip2Config | N
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Blip2ForConditionalGeneration(config).eval()
-        with torch.no_grad():
-            model.query_tokens.normal_(0.0, config.initializer_range)
+        _randomize_(model)
     model.save_pretrained(str(out_dir))
     make_image_processor(config.vision_config.image_size).save_pretrained(str(out_dir))
     return out_dir
+
+
+@torch.no_grad()
+def _randomize_(model: torch.nn.Module, std: float = 0.1) -> None:
+    """Redraw every parameter: LayerNorm weights ~ 1 + N(0, std), everything else ~ N(0, std); then zero the
+    k-part of each ViT ``qkv.bias`` (BLIP-2's EVA ViT has q and v biases only, so LAVIS can represent it)."""
+    for name, param in model.named_parameters():
+        noise = torch.randn_like(param) * std
+        param.copy_(1.0 + noise if "norm" in name.lower() and name.endswith("weight") else noise)
+    for name, param in model.named_parameters():
+        if name.endswith("self_attn.qkv.bias"):
+            third = param.shape[0] // 3
+            param[third : 2 * third] = 0.0
 
 
 def write_tiny_llm(out_dir: str | Path, seed: int = 0, tokenizer: Any = None, arch: str = "llama") -> Path:
