@@ -12,6 +12,8 @@ divided by 100.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -127,11 +129,14 @@ def score_captions(
     res = tokenizer.tokenize({i: [{"caption": preds[i]}] for i in refs})
 
     out: dict[str, Any] = dict.fromkeys(CAPTION_METRICS)
-    notes: dict[str, str] = {m: "not requested" for m in CAPTION_METRICS if m not in wanted}
+    notes: dict[str, str] = {
+        m: "not requested (skipped, e.g. with --fast)" for m in CAPTION_METRICS if m not in wanted
+    }
     if any(m.startswith("BLEU") for m in wanted):
         from pycocoevalcap.bleu.bleu import Bleu
 
-        bleu, _ = Bleu(4).compute_score(gts, res)
+        with contextlib.redirect_stdout(io.StringIO()):  # BleuScorer prints its length statistics
+            bleu, _ = Bleu(4).compute_score(gts, res)
         for n, value in enumerate(bleu, start=1):
             if f"BLEU-{n}" in wanted:
                 out[f"BLEU-{n}"] = 100.0 * float(value)

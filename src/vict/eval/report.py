@@ -75,5 +75,5 @@ def gqa_table(rows: Mapping[str, Mapping[str, Any]], settings: Sequence[str]) ->
 
 
 def notes_lines(notes: Mapping[str, str]) -> list[str]:
-    """Markdown bullet lines for ``{metric: reason}`` notes (skipping metrics that were simply not requested)."""
-    return [f"- **{k}**: {v}" for k, v in notes.items() if v != "not requested"]
+    """Markdown bullet lines for ``{metric: reason}`` notes (why a metric is ``n/a``)."""
+    return [f"- **{k}**: {v}" for k, v in notes.items()]

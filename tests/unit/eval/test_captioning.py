@@ -51,7 +51,7 @@ def test_same_numbers_as_cocoevalcap(monkeypatch: pytest.MonkeyPatch, caption_fi
     ref = _reference_scores(monkeypatch, pred, ann, with_meteor=False)
     _check_parity(ours, ref, FAST_CAPTION_METRICS)
     assert ours["n"] == 4 and 0 < ours["BLEU-1"] <= 100 and ours["CIDEr"] > 0
-    assert ours["METEOR"] is None and ours["notes"]["METEOR"] == "not requested"
+    assert ours["METEOR"] is None and ours["notes"]["METEOR"].startswith("not requested")
     assert set(CAPTION_METRICS) <= set(ours)
 
 
