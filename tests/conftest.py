@@ -11,6 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+
+# The test models are tiny: intra-op threading only adds synchronisation cost, which explodes on a shared,
+# oversubscribed CI machine (measured: a tiny VisionLLM forward 0.35-0.6 s with 2 threads vs 0.05 s with 1).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)

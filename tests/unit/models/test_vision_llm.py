@@ -1,0 +1,168 @@
+"""VisionLLM: slot scatter, loss/logits contract, training contract, generation, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vict.constants import IGNORE_INDEX, IMAGE_SLOT_ID
+from vict.models.builders import build_tiny
+from vict.peft.trainable import is_trainable
+
+PROMPTS = ["what shape is left ?", "describe the image .", "how many circles ?"]
+TARGETS = ["a red circle", "two blue squares next to a star", "three"]
+
+
+def test_visual_tokens_land_exactly_at_the_slots(tiny_model, batch_factory) -> None:
+    batch = batch_factory(tiny_model, PROMPTS, TARGETS)
+    with torch.no_grad():
+        visual = tiny_model.encode_images(batch["pixel_values"])
+        embeds = tiny_model.embed_inputs(batch["input_ids"], visual)
+    n = tiny_model.num_visual_tokens
+    assert visual.shape == (3, n, 32)
+    # Row layout: bos, n slots, text: the slot rows are the visual tokens in order, the rest are text embeddings.
+    torch.testing.assert_close(embeds[:, 1 : 1 + n], visual)
+    table = tiny_model.llm.get_input_embeddings().weight
+    text_ids = batch["input_ids"][:, 1 + n :]
+    torch.testing.assert_close(embeds[:, 1 + n :], table[text_ids])
+
+
+def test_loss_is_mean_ce_on_shifted_targets_and_labelled_only_matches(tiny_model, batch_factory) -> None:
+    batch = batch_factory(tiny_model, PROMPTS, TARGETS)
+    with torch.no_grad():
+        full = tiny_model(**batch, logits_on_labelled_only=False)
+        short = tiny_model(**batch, logits_on_labelled_only=True)
+    labels = batch["labels"]
+    keep = labels[:, 1:] != IGNORE_INDEX
+    n_targets = int(keep.sum())
+    assert full.logits.shape == (*labels.shape, tiny_model.llm.get_input_embeddings().num_embeddings)
+    assert short.logits.shape == (n_targets, full.logits.shape[-1])
+    torch.testing.assert_close(short.logits, full.logits[:, :-1][keep], rtol=1e-5, atol=1e-5)
+    # By hand: mean over target tokens of -log p(label_{t+1} | <= t).
+    logp = full.logits[:, :-1].log_softmax(-1)
+    expected = -logp[keep].gather(1, labels[:, 1:][keep][:, None]).mean()
+    torch.testing.assert_close(full.loss, expected)
+    torch.testing.assert_close(short.loss, full.loss, rtol=1e-6, atol=1e-6)
+    # Targets = every word of each TARGET plus eos, nothing else.
+    tok = tiny_model.tokenizer
+    assert n_targets == sum(len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in TARGETS)
+
+
+def test_padding_side_does_not_change_the_loss(tiny_model, batch_factory) -> None:
+    right = batch_factory(tiny_model, PROMPTS, TARGETS, side="right")
+    left = batch_factory(tiny_model, PROMPTS, TARGETS, side="left")
+    with torch.no_grad():
+        torch.testing.assert_close(tiny_model(**right).loss, tiny_model(**left).loss, rtol=1e-5, atol=1e-6)
+
+
+def test_wrong_slot_count_is_an_error_naming_the_row(tiny_model, batch_factory) -> None:
+    batch = batch_factory(tiny_model, PROMPTS, TARGETS)
+    ids = batch["input_ids"].clone()
+    ids[1, 1] = tiny_model.tokenizer.bos_token_id  # row 1 loses one slot
+    with pytest.raises(ValueError, match=rf"exactly {tiny_model.num_visual_tokens} image slots.*row 1: 11"):
+        tiny_model(batch["pixel_values"], ids, batch["attention_mask"], batch["labels"])
+    ids = batch["input_ids"].clone()
+    ids[0, -1] = 10_000
+    with pytest.raises(ValueError, match="outside the LLM vocabulary"):
+        tiny_model(batch["pixel_values"], ids, batch["attention_mask"])
+
+
+@pytest.mark.parametrize("peft", ["lora", "llama_adapter", "none"])
+def test_training_contract(peft: str, batch_factory) -> None:
+    model = build_tiny(peft=peft, num_extra_queries=4, seed=0)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in model.named_parameters() if is_trainable(n)}
+    parts = model.trainable_parameters_by_part()
+    assert parts["extra_queries"] == 4 * 32 and parts["projection"] == 32 * 32 + 32
+    assert (parts["peft"] > 0) == (peft != "none")
+    assert parts["trainable"] == sum(p.numel() for n, p in model.named_parameters() if n in trainable)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.train()
+    # Frozen parts stay in eval mode: no dropout in the frozen Q-Former / ViT / LLM.
+    assert not model.vpg.qformer.training and not model.vpg.vision_model.training
+    assert not any(m.training for n, m in model.named_modules() if n.startswith("vpg.qformer"))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    batch = batch_factory(model, PROMPTS, TARGETS)
+    losses = []
+    for _ in range(4):
+        loss = model(**batch).loss
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[-1] < losses[0]
+    for name, param in model.named_parameters():
+        if name in trainable:
+            assert not torch.equal(param, before[name]), f"trainable {name} did not change"
+        else:
+            assert torch.equal(param, before[name]), f"frozen {name} changed"
+            assert param.grad is None, f"frozen {name} got a gradient"
+
+
+@pytest.mark.parametrize("peft", ["lora", "llama_adapter"])
+def test_batched_greedy_generation_equals_per_item(peft: str, batch_factory) -> None:
+    model = build_tiny(peft=peft, seed=0)
+    # Make the PEFT delta non-trivial (LoRA B and adapter gates start at zero).
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(1)
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn(param.shape, generator=gen) * 0.3)
+    batch = batch_factory(model, PROMPTS, side="left")
+    assert (batch["attention_mask"] == 0).any(), "the test needs real left padding"
+    together = model.generate(**batch, max_new_tokens=6)
+    alone = []
+    for i in range(len(PROMPTS)):
+        keep = batch["attention_mask"][i].bool()
+        one = {
+            "pixel_values": batch["pixel_values"][i : i + 1],
+            "input_ids": batch["input_ids"][i : i + 1, keep],
+            "attention_mask": batch["attention_mask"][i : i + 1, keep],
+        }
+        alone.extend(model.generate(**one, max_new_tokens=6))
+    assert together == alone
+    assert all(isinstance(t, str) and t for t in together)
+    assert len(set(together)) > 1, "different images/prompts should not all give the same text"
+    ids = model.generate_ids(**batch, max_new_tokens=6)
+    assert ids.shape[0] == 3 and ids.shape[1] <= 6
+
+
+def test_beam_search_runs_batched_and_matches_per_item(tiny_model, batch_factory) -> None:
+    batch = batch_factory(tiny_model, PROMPTS[:2], side="left")
+    together = tiny_model.generate(**batch, max_new_tokens=5, num_beams=3)
+    alone = []
+    for i in range(2):
+        keep = batch["attention_mask"][i].bool()
+        alone += tiny_model.generate(
+            batch["pixel_values"][i : i + 1],
+            batch["input_ids"][i : i + 1, keep],
+            batch["attention_mask"][i : i + 1, keep],
+            max_new_tokens=5,
+            num_beams=3,
+        )
+    assert together == alone
+
+
+def test_generation_rejects_right_padding(tiny_model, batch_factory) -> None:
+    batch = batch_factory(tiny_model, PROMPTS, side="right")
+    with pytest.raises(ValueError, match="left-padded"):
+        tiny_model.generate(**batch, max_new_tokens=2)
+
+
+def test_cached_image_embeds_give_the_same_loss(tiny_model, batch_factory) -> None:
+    batch = batch_factory(tiny_model, PROMPTS, TARGETS)
+    with torch.no_grad():
+        embeds = tiny_model.vpg.encode_vision(batch["pixel_values"])
+        cached = tiny_model(None, batch["input_ids"], batch["attention_mask"], batch["labels"], image_embeds=embeds)
+        direct = tiny_model(**batch)
+    assert torch.equal(cached.loss, direct.loss)
+
+
+def test_slot_placeholder_is_never_embedded(tiny_model) -> None:
+    # IMAGE_SLOT_ID is negative: embedding it would crash; the model maps it to pad before lookup.
+    assert IMAGE_SLOT_ID < 0
+    n = tiny_model.num_visual_tokens
+    ids = torch.tensor([[1] + [IMAGE_SLOT_ID] * n + [5]])
+    with torch.no_grad():
+        out = tiny_model(torch.zeros(1, 3, 30, 30), ids, torch.ones_like(ids))
+    assert out.logits.shape == (1, n + 2, len(tiny_model.tokenizer)) and out.loss is None
