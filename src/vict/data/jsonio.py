@@ -125,8 +125,12 @@ class _Window:
                 if incomplete and self.fill():
                     continue
                 raise self.error(e.pos, e.msg) from None
-            if end == len(self.buf) and self.fill():
-                continue  # a number at the window's edge may continue in the next chunk
+            # A number cut by the window's edge ("44" of "4444.5", or "4444." waiting for its digits) parses as a
+            # shorter number: accept a value only once the character after it is in the window and ends it.
+            is_number = isinstance(obj, int | float) and not isinstance(obj, bool)
+            cut = end == len(self.buf) or (is_number and self.buf[end] not in _WS + ",]}")
+            if cut and self.fill():
+                continue
             self.pos = end
             return obj
 
