@@ -133,3 +133,32 @@ def test_similarity_cli_bad_input(tmp_path: Path, capsys) -> None:
     assert "--blip2" in capsys.readouterr().err
     rc = main(["analyze", "similarity", "--blip2", "x", "--images", str(tmp_path / "none"), "--out", str(tmp_path)])
     assert rc == 2 and "not a folder" in capsys.readouterr().err
+
+
+def test_eval_blip2_baseline_rows(tiny_blip2: Path, tmp_path: Path) -> None:
+    from vict.data.world.generate import generate_world
+
+    world = tmp_path / "world"
+    generate_world(world, images=20, seed=1)
+    out = tmp_path / "eval"
+    args = ["eval", "--blip2", str(tiny_blip2), "--data", str(world), "--out", str(out), "--fast"]
+    assert main([*args, "--max-new-tokens", "3", "--batch-size", "4"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    (r,) = report["models"].values()
+    assert r["kind"] == "blip2" and r["n_images"] == 2
+    assert set(r["gqa"]) == {"none", "caption", "self"} and r["gqa_sentence"] is None
+    assert r["caption"]["n"] == 2 and r["caption"]["BLEU-1"] is not None
+    preds = json.loads(Path(r["predictions"]["gqa_caption_test_predictions.json"]).read_text())
+    assert len(preds) == r["n_questions"] and all(isinstance(p["prediction"], str) for p in preds)
+    md = (out / "report.md").read_text()
+    assert "BLIP-2" in md and "no sentence-answer score" in md
+
+
+def test_blip2_prompts() -> None:
+    from vict.eval.blip2_baseline import BLIP2_CONTEXT_QA_PROMPT, BLIP2_QA_PROMPT
+
+    assert BLIP2_QA_PROMPT.format("is it red?") == "Question: is it red? Short answer:"
+    assert (
+        BLIP2_CONTEXT_QA_PROMPT.format("A red circle.", "is it red?")
+        == "A red circle. Question: is it red? Short answer:"
+    )

@@ -228,6 +228,7 @@ def answer_questions(
     builder: InstructionBuilder | None = None,
     collator: Any = None,
     progress: str | None = None,
+    caption_max_new_tokens: int = MAX_NEW_TOKENS["caption"],
 ) -> list[Answer]:
     """Answer ``questions[i]`` about ``images[i]`` in ``mode`` (see the module table); greedy and batched.
 
@@ -236,6 +237,7 @@ def answer_questions(
         context_qa: ``qa`` mode: a ``(question, answer)`` pair per question.
         style: ``short`` (a word or a number) or ``sentence``.
         max_new_tokens: answer budget (default 10 short / 40 sentence).
+        caption_max_new_tokens: ``self`` mode: the caption budget (as ``caption_images``).
 
     Returns:
         One ``Answer`` per question; in ``self`` mode ``Answer.caption`` is the generated caption (each distinct
@@ -255,7 +257,13 @@ def answer_questions(
             first.setdefault(k, i)
         order = list(first.values())
         generated = caption_images(
-            model, [images[i] for i in order], batch_size, builder=builder, collator=collator, progress=progress
+            model,
+            [images[i] for i in order],
+            batch_size,
+            max_new_tokens=caption_max_new_tokens,
+            builder=builder,
+            collator=collator,
+            progress=progress,
         )
         # An empty generated caption cannot fill the template; "." stands in for it (the Answer keeps "").
         by_key = dict(zip(first, generated))
