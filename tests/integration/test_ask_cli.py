@@ -1,0 +1,88 @@
+"""`vict ask` and `vict caption` through the CLI on a saved tiny VICT checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from vict.cli import main
+
+pytestmark = pytest.mark.integration
+
+BUDGET = ["--max-new-tokens", "4"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vict.models.builders import build_tiny
+
+    out = tmp_path_factory.mktemp("ckpt") / "final"
+    build_tiny(peft="lora", num_extra_queries=4, seed=0).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "scene.png"
+    im = Image.new("RGB", (48, 48), (255, 255, 255))
+    im.paste(Image.new("RGB", (16, 16), (220, 30, 30)), (8, 8))
+    im.save(path)
+    return path
+
+
+def _ask(checkpoint: Path, image: Path, *extra: str) -> list[str]:
+    return ["ask", "--checkpoint", str(checkpoint), "--image", str(image), *extra]
+
+
+def test_ask_self_context_json_matches_given_caption(checkpoint: Path, image: Path, capsys) -> None:
+    q = ["--question", "what color is the square?", "--json", *BUDGET]
+    assert main([*_ask(checkpoint, image, *q), "--self-context"]) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert own["mode"] == "self" and own["caption"] and isinstance(own["answer"], str)
+    assert own["image"] == str(image) and own["prompt"].startswith("<image> Caption: ")
+    assert main([*_ask(checkpoint, image, *q), "--context-caption", own["caption"]]) == 0
+    given = json.loads(capsys.readouterr().out)
+    assert given["mode"] == "caption" and given["answer"] == own["answer"]
+
+
+def test_ask_human_readable_and_qa_context(checkpoint: Path, image: Path, capsys) -> None:
+    args = _ask(checkpoint, image, "--question", "is it red?", "--context-qa", "what shape is it?", "square", *BUDGET)
+    assert main([*args, "--style", "sentence"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("answer: ") and "caption:" not in out
+
+
+@pytest.mark.parametrize(
+    ("image_arg", "question", "message"),
+    [
+        ("missing.png", "what?", "missing.png: no such file"),
+        ("notes.txt", "what?", "notes.txt: not a readable image"),
+        ("scene.png", "   ", "--question is empty"),
+    ],
+)
+def test_ask_bad_input_exits_2(
+    checkpoint: Path, image: Path, tmp_path: Path, capsys, image_arg: str, question: str, message: str
+) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    path = image if image_arg == "scene.png" else tmp_path / image_arg
+    assert main(_ask(checkpoint, path, "--question", question)) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_ask_context_options_are_exclusive(checkpoint: Path, image: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(_ask(checkpoint, image, "--question", "q?", "--self-context", "--context-caption", "x"))
+    assert info.value.code == 2
+
+
+def test_caption_cli(checkpoint: Path, image: Path, tmp_path: Path, capsys) -> None:
+    second = tmp_path / "second.png"
+    Image.new("RGB", (30, 30), (0, 0, 200)).save(second)
+    assert main(["caption", "--checkpoint", str(checkpoint), str(image), str(second), "--json", *BUDGET]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in rows] == [str(image), str(second)] and all(r["caption"] for r in rows)
+    assert main(["caption", "--checkpoint", str(checkpoint), str(image), str(tmp_path / "nope.jpg")]) == 2
+    assert "nope.jpg: no such file" in capsys.readouterr().err
