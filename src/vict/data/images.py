@@ -8,6 +8,7 @@ do not turn black.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -35,6 +36,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         arr = (np.clip(arr, 0, top) / top * 255.0).round().astype("uint8")
         return Image.fromarray(arr).convert("RGB")
     return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def _too_large(path: Path, where: str, size: str, max_pixels: int) -> BadImageError:
+    return BadImageError(
+        f"{path}{where}: image is {size} pixels, over the limit of {max_pixels:,} (a decompression bomb or a huge "
+        "scan); if you trust the file, raise the limit (load_image(max_pixels=...), config data.max_image_pixels) "
+        "or downscale it",
+        reason="image_too_large",
+    )
 
 
 def load_image(
@@ -80,20 +90,15 @@ def _load(path: Path, max_pixels: int, where: str) -> Image.Image:
             with Image.open(path) as im:
                 width, height = im.size
                 if width * height > max_pixels:
-                    raise BadImageError(
-                        f"{path}{where}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
-                        f"{max_pixels:,} (a decompression bomb or a huge scan); if you trust the file, raise "
-                        "the limit (load_image(max_pixels=...), config data.max_image_pixels) or downscale it",
-                        reason="image_too_large",
-                    )
+                    raise _too_large(path, where, f"{width}x{height} = {width * height:,}", max_pixels)
                 im.load()
                 return _to_rgb(im)
     except BadImageError:
         raise
     except Image.DecompressionBombError as e:
-        raise BadImageError(
-            f"{path}{where}: {e}; if you trust the file, raise the limit (max_pixels)", reason="image_too_large"
-        ) from None
+        # Pillow refuses at open when the header claims > 2x its global limit; its message holds the pixel count.
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        raise _too_large(path, where, f"{int(found.group(1)):,}" if found else "too many", max_pixels) from None
     except UnidentifiedImageError:
         raise BadImageError(
             f"{path}{where}: not a readable image (unknown or corrupt format); re-download or remove it",
