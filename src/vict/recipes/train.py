@@ -1,0 +1,613 @@
+"""The VICT training recipe: one stage, end to end, on ``accelerate.Accelerator``.
+
+Reads top to bottom: ``setup()`` (model, data, optimizer, schedule, resume) -> ``train()`` (the loop: micro-
+batches with gradient accumulation, clipping, optimizer and schedule steps, logging, validation, samples,
+checkpoints, graceful stop) -> ``cleanup()`` (final checkpoint, ``loss.png``). Only the extra queries, the
+projection and the PEFT delta train; the model class keeps every frozen part in eval mode and out of autograd.
+
+The same code runs on one CPU, one GPU, ``torchrun --nproc_per_node N -m vict train ...`` (gloo on CPU) and
+``accelerate launch [--config_file configs/accelerate/ddp.yaml] -m vict train ...``. Rank 0 alone writes files.
+
+Exactness of resume: the batch order is a pure function of ``(seed, epoch, position)``
+(``vict.training.sampler``), each example a pure function of ``(seed, index)`` (``ExampleStream``), and a
+checkpoint stores the optimizer, the schedule, every process's RNG states and the data position, so an
+interrupted and resumed run reaches the same parameters as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vict.config import VictConfig, check_paths, save_config
+from vict.training.checkpoints import FINAL_DIR, latest_checkpoint, rotate_checkpoints, step_dir
+from vict.training.metrics import MetricsLogger, Throughput, read_metrics
+from vict.training.plots import plot_loss
+from vict.training.sampler import BatchPlan
+from vict.training.signals import StopRequest
+from vict.training.state import (
+    TrainerState,
+    capture_rng_state,
+    load_training_state,
+    restore_rng_state,
+    save_training_state,
+)
+
+logger = logging.getLogger(__name__)
+
+CONFIG_YAML = "config.yaml"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        output_dir: the run directory.
+        final_dir: ``output_dir/final`` (``None`` when the run was stopped by a signal before the end).
+        last_checkpoint: the newest resumable checkpoint written (``None`` if none).
+        step: optimizer steps completed.
+        stopped_by: ``"SIGTERM"`` / ``"SIGINT"`` when a signal stopped the run, else ``None``.
+        train_losses: ``(step, loss)`` of every logged training step.
+        val_losses: ``(step, loss)`` of every validation.
+    """
+
+    output_dir: Path
+    final_dir: Path | None
+    last_checkpoint: Path | None
+    step: int
+    stopped_by: str | None = None
+    train_losses: list[tuple[int, float]] = field(default_factory=list)
+    val_losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+def train(
+    cfg: VictConfig,
+    resume_from: str | Path | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train a VICT model as ``cfg`` says; return what was produced.
+
+    Args:
+        cfg: the validated run config.
+        resume_from: a ``checkpoints/step-*`` directory to continue from (``cfg.train.resume=True`` picks the
+            latest one in ``cfg.train.output_dir`` instead).
+        on_step: called on every process after each optimizer step with ``(step, loss)`` (tests, notebooks).
+    """
+    recipe = TrainRecipe(cfg, resume_from=resume_from, on_step=on_step)
+    recipe.setup()
+    try:
+        recipe.train()
+    finally:
+        result = recipe.cleanup()
+    return result
+
+
+class TrainRecipe:
+    """``setup() -> train() -> cleanup()``; see the module docstring."""
+
+    def __init__(
+        self,
+        cfg: VictConfig,
+        resume_from: str | Path | None = None,
+        on_step: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.resume_from = Path(resume_from) if resume_from is not None else None
+        self.on_step = on_step
+        self.output_dir = Path(cfg.train.output_dir)
+        self.state = TrainerState()
+        self.stop = StopRequest()
+        self.last_checkpoint: Path | None = None
+        self.final_dir: Path | None = None
+        self.train_losses: list[tuple[int, float]] = []
+        self.val_losses: list[tuple[int, float]] = []
+
+    # =========================================================================================== setup
+    def setup(self) -> None:
+        """Accelerator, seeds, model, data, optimizer, schedule; then restore a checkpoint if resuming."""
+        from accelerate import Accelerator
+
+        cfg, tc = self.cfg, self.cfg.train
+        problems = check_paths(cfg)
+        if problems:
+            from vict.config import ConfigError
+
+            raise ConfigError(problems, "paths in the config")
+        if tc.num_threads:
+            torch.set_num_threads(tc.num_threads)
+        if tc.mixed_precision == "fp16" and not torch.cuda.is_available():
+            raise ValueError("train.mixed_precision=fp16 needs a GPU; on CPU use bf16 or no")
+        self.accelerator = Accelerator(mixed_precision=tc.mixed_precision)
+        acc = self.accelerator
+        self.rank, self.world_size = acc.process_index, acc.num_processes
+        self.is_main = acc.is_main_process
+
+        # 1. Resume point (decided first: a resumed model comes from its checkpoint).
+        resume_dir = self.resume_from
+        if resume_dir is None and tc.resume:
+            resume_dir = latest_checkpoint(self.output_dir)
+            if resume_dir is None:
+                self._info(f"train.resume=true but {self.output_dir} has no checkpoint yet: starting from scratch")
+        if resume_dir is not None and not (resume_dir / "training_state").is_dir():
+            raise FileNotFoundError(
+                f"--resume {resume_dir}: not a training checkpoint (no training_state/ inside); resumable "
+                f"checkpoints are {self.output_dir}/checkpoints/step-*"
+            )
+        self.resume_dir = resume_dir
+
+        # 2. Seeds: every process gets its own stream (dropout), all derived from train.seed.
+        self._seed_everything(tc.seed + self.rank)
+
+        # 3. Model: frozen VPG + trainable extra queries + projection + PEFT delta.
+        self.model = self._build_model()
+        self.tokenizer = self.model.tokenizer
+
+        # 4. Data: records -> instruction stream (ratios) -> deterministic batch plan -> collator.
+        self._setup_data()
+
+        # 5. Optimizer over trainable parameters only (projection with its own learning rate) and schedule.
+        steps_per_epoch = max(1, self.plan.batches_per_epoch // tc.grad_accum)
+        self.total_steps = tc.max_steps or max(1, math.ceil((tc.epochs or 1.0) * steps_per_epoch))
+        if tc.warmup_steps >= self.total_steps:
+            raise ValueError(
+                f"train.warmup_steps={tc.warmup_steps} >= the run's {self.total_steps} steps; lower warmup_steps"
+            )
+        self.optimizer = self._make_optimizer()
+        self.scheduler = self._make_scheduler()
+        self.model, self.optimizer = acc.prepare(self.model, self.optimizer)
+
+        # 6. Restore everything a checkpoint holds.
+        if resume_dir is not None:
+            self._restore(resume_dir)
+        self._info(
+            f"training {self.total_steps} steps ({self.plan.batches_per_epoch} micro-batches/epoch of "
+            f"{tc.batch_size} x {self.world_size} process(es), grad_accum {tc.grad_accum}); "
+            f"output {self.output_dir}"
+            + (f"; resumed at step {self.state.step} from {resume_dir}" if resume_dir else "")
+        )
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.output_dir / CONFIG_YAML)
+            self.metrics = MetricsLogger(self.output_dir, resume_step=self.state.step if resume_dir else None)
+
+    def _build_model(self) -> Any:
+        from vict.models.builders import build_tiny, build_vision_llm
+        from vict.models.vision_llm import VisionLLM
+
+        mc = self.cfg.model
+        if self.resume_dir is not None:
+            # The checkpoint's config.json names the same frozen sources; its trainable tensors are loaded.
+            return VisionLLM.from_pretrained(self.resume_dir)
+        if mc.builder == "tiny":
+            kwargs = {"seed": self.cfg.train.seed, **mc.tiny}
+            return build_tiny(
+                peft=self.cfg.peft,
+                num_extra_queries=mc.num_extra_queries,
+                frozen_dtype=mc.frozen_dtype,
+                logits_on_labelled_only=mc.logits_on_labelled_only,
+                **kwargs,
+            )
+        return build_vision_llm(
+            mc.vpg_source,
+            mc.llm_source,
+            peft=self.cfg.peft,
+            num_extra_queries=mc.num_extra_queries,
+            vpg_format=mc.vpg_format,
+            frozen_dtype=mc.frozen_dtype,
+            logits_on_labelled_only=mc.logits_on_labelled_only,
+            seed=self.cfg.train.seed,
+        )
+
+    def _load_records(self, split: str) -> list[Any]:
+        from vict.data.dataset import load_dataset, load_records
+
+        dc = self.cfg.data
+        if dc.world:
+            records = load_records(world=dc.world, split=split, policy=dc.bad_input)
+        else:
+            fill = lambda p: p.replace("{split}", split) if p else p  # noqa: E731
+            records = load_dataset(
+                fill(dc.captions),
+                fill(dc.questions),
+                fill(dc.images),
+                dc.vg_image_data,
+                keep="any",
+                policy=dc.bad_input,
+            ).records
+        return records[: dc.max_images] if dc.max_images else records
+
+    def _setup_data(self) -> None:
+        from vict.data.collate import VictCollator
+        from vict.data.policy import resolve_policy
+        from vict.data.prompts import ExampleStream, InstructionBuilder, load_templates
+
+        dc, tc = self.cfg.data, self.cfg.train
+        builder = InstructionBuilder(
+            templates=load_templates(dc.templates) if dc.templates else None,
+            ratios=dc.normalised_ratios(),
+            style_ratios={"short": 1.0 - dc.sentence_ratio, "sentence": dc.sentence_ratio},
+            seed=tc.seed,
+        )
+        self.builder = builder
+        self.image_policy = resolve_policy(dc.bad_input)  # skip mode counts bad images; reported at the end
+        self.stream = ExampleStream(self._load_records(dc.train_split), builder, seed=tc.seed)
+        if self.stream.dropped:
+            self._info(f"{self.stream.dropped} training image(s) have no usable caption/question and are skipped")
+        self.collator = VictCollator(
+            self.tokenizer,
+            num_visual_tokens=self.model.num_visual_tokens,
+            image_processor=self.model.image_processor,
+            max_length=dc.max_length,
+            padding_side=dc.padding_side,
+            use_chat_template=dc.use_chat_template,
+            policy=self.image_policy,
+        )
+        n = len(self.stream)
+
+        def length_of(epoch: int, i: int) -> int:
+            ex = self.stream[epoch * n + i]
+            return len(self.tokenizer(ex.prompt + " " + ex.target)["input_ids"])
+
+        self.plan = BatchPlan(
+            num_examples=n,
+            batch_size=tc.batch_size,
+            world_size=self.world_size,
+            seed=tc.seed,
+            group_by_length=tc.group_by_length,
+            length_of=length_of,
+        )
+        self.val_stream, self.val_plan = None, None
+        if dc.val_split and tc.val_batches > 0:
+            val_stream = ExampleStream(self._load_records(dc.val_split), builder, seed=tc.seed + 1)
+            if len(val_stream) >= tc.batch_size * self.world_size:
+                self.val_stream = val_stream
+                self.val_plan = BatchPlan(len(val_stream), tc.batch_size, self.world_size, seed=tc.seed + 1)
+            else:
+                self._info(f"validation split has {len(val_stream)} examples < one batch: no validation loss")
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        tc = self.cfg.train
+        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            is_projection = name.startswith("projection.")
+            decay = param.ndim >= 2 and "quer" not in name  # no decay on biases, norms and query embeddings
+            groups.setdefault((is_projection, decay), []).append(param)
+        if not groups:
+            raise ValueError("the model has no trainable parameters; check peft.type and model.num_extra_queries")
+        param_groups = []
+        for (is_projection, decay), params in sorted(groups.items()):
+            lr = (tc.projection_lr or tc.lr) if is_projection else tc.lr
+            param_groups.append({"params": params, "lr": lr, "weight_decay": tc.weight_decay if decay else 0.0})
+        return torch.optim.AdamW(param_groups, lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
+
+    def _make_scheduler(self) -> Any:
+        from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+        tc = self.cfg.train
+        if tc.schedule == "cosine":
+            return get_cosine_schedule_with_warmup(self.optimizer, tc.warmup_steps, self.total_steps)
+        return get_constant_schedule_with_warmup(self.optimizer, tc.warmup_steps)
+
+    def _restore(self, directory: Path) -> None:
+        trainer, rng = load_training_state(directory, self.optimizer, self.scheduler, rank=self.rank)
+        tc = self.cfg.train
+        now = {"world_size": self.world_size, "batch_size": tc.batch_size, "grad_accum": tc.grad_accum}
+        then = {k: getattr(trainer, k) for k in now}
+        if now != then:
+            raise ValueError(
+                f"{directory} was written with {then}, this run has {now}; the batch order would differ. "
+                "Resume with the same number of processes, train.batch_size and train.grad_accum"
+            )
+        if trainer.seed != tc.seed:
+            raise ValueError(f"{directory} was written with train.seed={trainer.seed}; this run has {tc.seed}")
+        self.state = trainer
+        restore_rng_state(rng)
+        if self.is_main:
+            old = read_metrics(self.output_dir / "metrics.jsonl")
+            self.train_losses = [
+                (r["step"], r["loss"]) for r in old if r["split"] == "train" and r["step"] <= trainer.step
+            ]
+            self.val_losses = [
+                (r["step"], r["loss"]) for r in old if r["split"] == "val" and r["step"] <= trainer.step
+            ]
+
+    # =========================================================================================== train
+    def train(self) -> None:
+        """The loop: accumulate ``grad_accum`` micro-batches, clip, step, then log / validate / sample / save."""
+        acc, tc = self.accelerator, self.cfg.train
+        model, optimizer, scheduler = self.model, self.optimizer, self.scheduler
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        batches = self._batches(self.state.data_position)
+        throughput = Throughput()
+        window: list[float] = []
+        progress = self._progress()
+        model.train()  # VisionLLM.train keeps every frozen part in eval mode
+        with self.stop:
+            while self.state.step < self.total_steps:
+                # 1. Forward/backward over grad_accum micro-batches; DDP syncs gradients on the last one only.
+                step_loss = torch.zeros((), device=acc.device)
+                for micro in range(tc.grad_accum):
+                    batch = next(batches)
+                    last = micro == tc.grad_accum - 1
+                    sync = contextlib.nullcontext() if last else acc.no_sync(model)
+                    with sync:
+                        loss = model(**batch).loss
+                        acc.backward(loss / tc.grad_accum)
+                    step_loss += loss.detach() / tc.grad_accum
+                    self.state.data_position += 1
+                    throughput.add(batch["input_ids"].shape[0], int(batch["attention_mask"].sum()))
+                # 2. Clip, step the optimizer and the schedule.
+                grad_norm = acc.clip_grad_norm_(trainable, tc.max_grad_norm) if tc.max_grad_norm else None
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                self.state.step += 1
+                self.state.epoch = self.state.data_position / self.plan.batches_per_epoch
+                # 3. Records: the loss averaged over processes, every step (cheap: one scalar all-reduce).
+                mean_loss = float(acc.reduce(step_loss, reduction="mean"))
+                if not math.isfinite(mean_loss):
+                    raise FloatingPointError(
+                        f"loss is {mean_loss} at step {self.state.step}; lower train.lr or enable clipping "
+                        f"(train.max_grad_norm); the last checkpoint is {self.last_checkpoint}"
+                    )
+                window.append(mean_loss)
+                if self.on_step is not None:
+                    self.on_step(self.state.step, mean_loss)
+                step = self.state.step
+                if step % tc.log_every == 0 or step == self.total_steps:
+                    self._log_train(step, window, grad_norm, throughput, progress)
+                    window = []
+                if progress is not None:
+                    progress.update(1)
+                if tc.eval_every and step % tc.eval_every == 0 and step < self.total_steps:
+                    self._validate()
+                if tc.sample_every and step % tc.sample_every == 0 and step < self.total_steps:
+                    self._sample()
+                if tc.save_every and step % tc.save_every == 0 and step < self.total_steps:
+                    self._save_checkpoint()
+                # 4. A signal on any process stops every process after the same step, with a checkpoint.
+                if self._stop_requested():
+                    self._save_checkpoint()
+                    self._info(f"{self.stop.requested}: saved {self.last_checkpoint}; resume with --resume")
+                    break
+        if progress is not None:
+            progress.close()
+
+    def _batches(self, start: int):
+        """Collated micro-batches of this process from global position ``start`` on, on the right device."""
+        from torch.utils.data import DataLoader, Dataset
+
+        recipe = self
+
+        class _Planned(Dataset):
+            def __len__(self) -> int:
+                return 2**62
+
+            def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+                epoch, indices = recipe.plan.local_batch(position, recipe.rank)
+                n = len(recipe.stream)
+                return recipe.collator([recipe.stream[epoch * n + i] for i in indices])
+
+        class _From(torch.utils.data.Sampler):
+            def __iter__(self):
+                position = start
+                while True:
+                    yield position
+                    position += 1
+
+        workers = self.cfg.data.num_workers
+        loader = DataLoader(
+            _Planned(),
+            batch_size=None,
+            sampler=_From(),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            prefetch_factor=2 if workers > 0 else None,
+        )
+        for batch in loader:
+            yield {k: v.to(self.accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+    def _stop_requested(self) -> bool:
+        flag = torch.tensor(1.0 if self.stop.requested else 0.0, device=self.accelerator.device)
+        if self.world_size > 1:
+            flag = self.accelerator.reduce(flag, reduction="sum")
+            if flag.item() > 0 and self.stop.requested is None:
+                self.stop.requested = "peer signal"
+        return bool(flag.item() > 0)
+
+    # ============================================================================== validation, samples
+    @torch.no_grad()
+    def _validate(self) -> float | None:
+        if self.val_plan is None:
+            return None
+        model, acc = self.model, self.accelerator
+        n_batches = min(self.cfg.train.val_batches, self.val_plan.batches_per_epoch)
+        total = torch.zeros((), device=acc.device)
+        model.eval()
+        try:
+            for position in range(n_batches):
+                _, indices = self.val_plan.local_batch(position, self.rank)
+                batch = self.collator([self.val_stream[i] for i in indices])
+                batch = {k: v.to(acc.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+                total += model(**batch).loss.float() / n_batches
+        finally:
+            model.train()
+        loss = float(acc.reduce(total, reduction="mean"))
+        self.val_losses.append((self.state.step, loss))
+        if self.state.best_val_loss is None or loss < self.state.best_val_loss:
+            self.state.best_val_loss = loss
+        if self.is_main:
+            self.metrics.log(self.state.step, "val", loss=loss)
+            self._info(f"step {self.state.step}: validation loss {loss:.4f}")
+        return loss
+
+    @torch.no_grad()
+    def _sample(self) -> None:
+        """Caption a few validation images and answer one question each, on rank 0 (printed and logged)."""
+        count = self.cfg.train.sample_count
+        if not self.is_main or self.val_stream is None or count == 0:
+            self.accelerator.wait_for_everyone()
+            return
+        from vict.data.prompts import Example
+
+        model = self.accelerator.unwrap_model(self.model)
+        examples = []
+        for record in self.val_stream.records[:count]:
+            examples.append(
+                Example("cap", self.builder.prompt("cap", None), "", record.image_id, record.image_path, None)
+            )
+            if record.answered_qas:
+                qa = record.answered_qas[0]
+                prompt = self.builder.prompt("qa", "short", question=qa.question)
+                examples.append(Example("qa", prompt, qa.answer or "", record.image_id, record.image_path, "short"))
+        batch = self.collator.encode_prompts(examples)
+        batch = {k: v.to(self.accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        texts = model.generate(
+            batch["pixel_values"],
+            batch["input_ids"],
+            batch["attention_mask"],
+            max_new_tokens=self.cfg.eval.max_new_tokens,
+            num_beams=1,
+        )
+        for ex, text in zip(examples, texts):
+            question = ex.prompt.split("Question:")[-1].split("Answer")[0].strip() if ex.kind == "qa" else ""
+            line = f"[{ex.image_id}] {ex.kind}{' ' + question if question else ''} -> {text!r}"
+            if ex.kind == "qa":
+                line += f" (gold {ex.target!r})"
+            self._info(f"sample at step {self.state.step}: {line}")
+            self.metrics.log(self.state.step, "sample", image_id=ex.image_id, kind=ex.kind, text=text, gold=ex.target)
+        self.accelerator.wait_for_everyone()
+
+    # =========================================================================================== records
+    def _progress(self) -> Any:
+        if not self.is_main:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.total_steps, initial=self.state.step, desc="vict train", unit="step", dynamic_ncols=True
+        )
+
+    def _log_train(
+        self, step: int, window: list[float], grad_norm: Any, throughput: Throughput, progress: Any
+    ) -> None:
+        loss = sum(window) / len(window)
+        samples_s, tokens_s = throughput.rate()
+        # Throughput counted on this process; all processes see the same batch sizes, so scale by world size.
+        samples_s, tokens_s = samples_s * self.world_size, tokens_s * self.world_size
+        lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.train_losses.append((step, loss))
+        if not self.is_main:
+            return
+        record = {
+            "loss": loss,
+            "lr": max(lrs),
+            "epoch": round(self.state.epoch, 4),
+            "samples_per_s": round(samples_s, 3),
+            "tokens_per_s": round(tokens_s, 1),
+        }
+        if grad_norm is not None:
+            record["grad_norm"] = float(grad_norm)
+        self.metrics.log(step, "train", **record)
+        if progress is not None:
+            progress.set_postfix(loss=f"{loss:.4f}", lr=f"{max(lrs):.2e}", samples_s=f"{samples_s:.1f}")
+
+    def _info(self, message: str) -> None:
+        if getattr(self, "is_main", True):
+            logger.info(message)
+
+    # ======================================================================================= checkpoints
+    def _save_checkpoint(self) -> Path:
+        """``checkpoints/step-N``: trainable parts + config.yaml + training state, atomic; keep the last K."""
+        from accelerate.utils import gather_object
+
+        from vict.checkpoint import atomic_directory
+
+        acc = self.accelerator
+        rng = capture_rng_state()
+        portable = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in rng.items()}
+        states = gather_object([portable]) if self.world_size > 1 else [portable]
+        path = step_dir(self.output_dir, self.state.step)
+        if self.is_main:
+            rng_states = [
+                {k: (torch.tensor(v, dtype=torch.uint8) if k in ("torch", "cuda") else v) for k, v in s.items()}
+                for s in states
+            ]
+            self.state.world_size = self.world_size
+            self.state.batch_size = self.cfg.train.batch_size
+            self.state.grad_accum = self.cfg.train.grad_accum
+            self.state.seed = self.cfg.train.seed
+            with atomic_directory(path) as tmp:
+                acc.unwrap_model(self.model).save_pretrained(tmp)
+                save_config(self.cfg, tmp / CONFIG_YAML)
+                save_training_state(tmp, self.state, self.optimizer, self.scheduler, rng_states)
+            rotate_checkpoints(self.output_dir, self.cfg.train.keep_last)
+        acc.wait_for_everyone()
+        self.last_checkpoint = path
+        return path
+
+    def _save_final(self) -> Path:
+        from vict.checkpoint import atomic_directory
+
+        path = self.output_dir / FINAL_DIR
+        if self.is_main:
+            with atomic_directory(path) as tmp:
+                self.accelerator.unwrap_model(self.model).save_pretrained(tmp)
+                save_config(self.cfg, tmp / CONFIG_YAML)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    # =========================================================================================== cleanup
+    def cleanup(self) -> TrainResult:
+        """At the end: validation, a sample, the last step checkpoint and ``final/``, ``loss.png``."""
+        finished = self.state.step >= getattr(self, "total_steps", math.inf) and not self.stop.requested
+        if finished:
+            self._validate()
+            self._sample()
+            if self.last_checkpoint is None or self.last_checkpoint != step_dir(self.output_dir, self.state.step):
+                self._save_checkpoint()
+            self.final_dir = self._save_final()
+        if getattr(self, "is_main", False) and hasattr(self, "metrics"):
+            self.metrics.close()
+            records = read_metrics(self.output_dir / "metrics.jsonl")
+            if records:
+                plot_loss(
+                    records, self.output_dir / "loss.png", title=f"{self.cfg.peft.type} - {self.output_dir.name}"
+                )
+            if finished:
+                self._info(
+                    f"done: {self.final_dir} (load with VisionLLM.from_pretrained), {self.output_dir / 'loss.png'}"
+                )
+        policy = getattr(self, "image_policy", None)
+        if policy is not None and policy.report:
+            logger.warning("bad inputs skipped during training: %s", policy.report.summary())
+        if hasattr(self, "accelerator"):
+            self.accelerator.end_training()
+        return TrainResult(
+            output_dir=self.output_dir,
+            final_dir=self.final_dir,
+            last_checkpoint=self.last_checkpoint,
+            step=self.state.step,
+            stopped_by=self.stop.requested,
+            train_losses=list(self.train_losses),
+            val_losses=list(self.val_losses),
+        )
+
+    # ============================================================================================= utils
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
