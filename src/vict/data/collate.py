@@ -93,7 +93,7 @@ class VictCollator:
         self.padding_side = padding_side
         self.use_chat_template = use_chat_template
         self.policy = resolve_policy(policy)
-        self.image_loader = image_loader or (lambda path: load_image(path, policy=self.policy))
+        self.image_loader = image_loader or self._load_image
         self.pad_id = int(pad)
         if add_bos is None:
             ids = tokenizer("a", add_special_tokens=True)["input_ids"]
@@ -187,6 +187,10 @@ class VictCollator:
         return before, after
 
     # ------------------------------------------------------------------ images
+
+    def _load_image(self, path: Path) -> Any:
+        # A method, not a lambda: the collator must pickle into DataLoader workers (spawn start method).
+        return load_image(path, policy=self.policy)
 
     def _pixel_values(self, images: Sequence[Any]) -> torch.Tensor:
         out = self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]

@@ -184,3 +184,12 @@ def test_prompt_without_single_marker_is_rejected(word_tokenizer) -> None:
     bad = Example("qa", "no marker here", "yes", "1", Path("1.png"), "short")
     with pytest.raises(ValueError, match="exactly once"):
         collator([bad])
+
+
+def test_collator_pickles_for_dataloader_workers(word_tokenizer, image_processor, examples) -> None:
+    import pickle
+
+    collator = VictCollator(word_tokenizer, N_VISUAL, image_processor, policy="skip")
+    clone = pickle.loads(pickle.dumps(collator))
+    a, b = collator(examples[:2]), clone(examples[:2])
+    assert all(torch.equal(a[k], b[k]) for k in a)
