@@ -7,6 +7,7 @@ projected visual tokens ``(b, n_visual, d_llm)`` into exactly those rows of the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -267,6 +268,15 @@ class VisionLLM(nn.Module):
         embeds = embedding(ids)
         return embeds.masked_scatter(slots.unsqueeze(-1), visual_tokens.to(embeds.dtype))
 
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision for the LLM when its frozen base is bf16/fp16: the fp32 trainable deltas (LoRA,
+        adaption prompts) are cast per op, their master weights and gradients stay fp32."""
+        dtype = DTYPES[self.config.frozen_dtype]
+        if dtype == torch.float32:
+            return contextlib.nullcontext()
+        device = self.projection.weight.device.type
+        return torch.autocast(device_type=device, dtype=dtype)
+
     @staticmethod
     def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
         """Positions counting only attended tokens (as ``generate`` does), so left padding shifts nothing."""
@@ -311,12 +321,14 @@ class VisionLLM(nn.Module):
         )
         if labels is not None and only_labelled and _plain_lm_head(base):
             body = getattr(base, base.base_model_prefix)
-            hidden = body(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids)[0]
             targets = labels[:, 1:]
             keep = targets != IGNORE_INDEX
-            logits = base.get_output_embeddings()(hidden[:, :-1][keep])
+            with self._autocast():
+                hidden = body(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids)[0]
+                logits = base.get_output_embeddings()(hidden[:, :-1][keep])
             return CausalLMOutputWithPast(loss=_mean_ce(logits, targets[keep]), logits=logits)
-        out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids)
+        with self._autocast():
+            out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids)
         logits = out.logits
         loss = None
         if labels is not None:
@@ -351,13 +363,14 @@ class VisionLLM(nn.Module):
             kwargs.setdefault("do_sample", False)
             kwargs.setdefault("eos_token_id", None if tok is None else tok.eos_token_id)
             kwargs.setdefault("pad_token_id", self.pad_token_id)
-            out = self.llm.generate(
-                inputs_embeds=embeds,
-                attention_mask=attention_mask,
-                max_new_tokens=max_new_tokens,
-                num_beams=num_beams,
-                **kwargs,
-            )
+            with self._autocast():
+                out = self.llm.generate(
+                    inputs_embeds=embeds,
+                    attention_mask=attention_mask,
+                    max_new_tokens=max_new_tokens,
+                    num_beams=num_beams,
+                    **kwargs,
+                )
         finally:
             self.train(was_training)
         # With only inputs_embeds, decoder-only generate returns just the new tokens.
