@@ -28,6 +28,9 @@ ATTR_WORD: dict[str, str] = {"shape": "shape", "color": "colour", "size": "size"
 RELATIONS: dict[str, str] = {"left": "to the left of", "right": "to the right of", "above": "above", "below": "below"}
 OPPOSITE: dict[str, str] = {"left": "right", "right": "left", "above": "below", "below": "above"}
 QUESTIONS_PER_IMAGE = 6
+COUNT_WEIGHTS: dict[int, float] = {0: 1.0, 1: 1.5, 2: 4.0, 3: 12.0, 4: 40.0}
+"""Weight of each count answer among those a scene allows: large counts are rare in scenes (they need 3-4
+objects sharing a shape or colour), so they are favoured when possible to flatten the answer distribution."""
 
 
 @dataclass(frozen=True)
@@ -118,18 +121,18 @@ def _query_attr(attr: str, semantic: str) -> Callable[[random.Random, Scene], Wo
 
 def _exist(rng: random.Random, scene: Scene) -> WorldQuestion | None:
     keys = rng.choice([("shape",), ("color", "shape"), ("size", "shape"), ("size", "color", "shape")])
+    absent = [
+        dict(zip(keys, values))
+        for values in itertools.product(*(ATTR_VALUES[k] for k in keys))
+        if not any(matches(o, dict(zip(keys, values))) for o in scene.objects)
+    ]
+    if not absent:  # "no" impossible here: skip rather than ask a question whose answer is forced to "yes"
+        return None
     want_yes = rng.random() < 0.5
     if want_yes:
         obj = rng.choice(scene.objects)
         spec = {k: getattr(obj, k) for k in keys}
     else:
-        absent = [
-            dict(zip(keys, values))
-            for values in itertools.product(*(ATTR_VALUES[k] for k in keys))
-            if not any(matches(o, dict(zip(keys, values))) for o in scene.objects)
-        ]
-        if not absent:
-            return None
         spec = rng.choice(absent)
     desc = spec_text(spec)
     answer = "yes" if want_yes else "no"
@@ -150,7 +153,8 @@ def _count_by(attr: str, semantic: str) -> Callable[[random.Random, Scene], Worl
         by_count: dict[int, list[str]] = {}
         for value in ATTR_VALUES[attr]:
             by_count.setdefault(sum(getattr(o, attr) == value for o in scene.objects), []).append(value)
-        n = rng.choice(sorted(by_count))  # uniform over the counts this scene allows
+        counts = sorted(by_count)
+        n = rng.choices(counts, weights=[COUNT_WEIGHTS[c] for c in counts])[0]
         value = rng.choice(by_count[n])
         spec = {attr: value}
         noun = value if attr == "shape" else f"{value} object"
@@ -217,11 +221,13 @@ def _relate_verify(rng: random.Random, scene: Scene) -> WorldQuestion | None:
 
 def _compare_same(rng: random.Random, scene: Scene) -> WorldQuestion | None:
     attr = rng.choice(("color", "shape", "size"))
-    pairs = list(itertools.combinations(scene.objects, 2))
-    want_yes = rng.random() < 0.5
-    pairs = [(a, b) for a, b in pairs if (getattr(a, attr) == getattr(b, attr)) == want_yes]
-    if not pairs:
+    all_pairs = list(itertools.combinations(scene.objects, 2))
+    same = [(a, b) for a, b in all_pairs if getattr(a, attr) == getattr(b, attr)]
+    differ = [(a, b) for a, b in all_pairs if getattr(a, attr) != getattr(b, attr)]
+    if not same or not differ:  # only one answer possible in this scene: skip (keeps yes/no at 50/50)
         return None
+    want_yes = rng.random() < 0.5
+    pairs = same if want_yes else differ
     a, b = rng.choice(pairs)
     if rng.random() < 0.5:
         a, b = b, a
@@ -262,10 +268,10 @@ def _logical_and(rng: random.Random, scene: Scene) -> WorldQuestion | None:
     keys = ("color", "shape")
     present = list(dict.fromkeys((o.color, o.shape) for o in scene.objects))
     absent = [v for v in itertools.product(COLORS, SHAPES) if v not in present]
+    if len(present) < 2:  # "yes" impossible here: skip (keeps yes/no at 50/50)
+        return None
     want_yes = rng.random() < 0.5
     if want_yes:
-        if len(present) < 2:
-            return None
         d1, d2 = rng.sample(present, 2)
     else:
         d1, d2 = rng.choice(present), rng.choice(absent)

@@ -41,6 +41,9 @@ POSITIONS: tuple[str, ...] = (
 )
 """Position name of grid cell ``row * 3 + col``, as used in captions and questions."""
 
+POSITION_WORDS: tuple[str, ...] = ("top", "bottom", "left", "right", "center")
+"""The words that position names and phrases are made of (``ROWS``' "middle" never appears in text)."""
+
 POSITION_PHRASE: dict[str, str] = {
     "top left": "in the top left",
     "top": "at the top",
