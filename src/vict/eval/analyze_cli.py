@@ -95,7 +95,7 @@ def blip2_series(source: str, images: list, batch_size: int, device: str) -> dic
     """The BLIP-2 series: its projected Q-Former outputs against its own LM's input embeddings."""
     from vict.eval.blip2_baseline import Blip2Baseline
 
-    blip2 = Blip2Baseline.from_pretrained(source, device=device)
+    blip2 = Blip2Baseline.from_pretrained(source, device=device, require_processor=False)
     tokens = _batched_tokens(blip2.visual_tokens, images, batch_size)
     return analyze_series(tokens, blip2.input_embeddings(), blip2.tokenizer)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -29,43 +30,69 @@ class Blip2Baseline:
     Attributes: ``model``, ``processor``, ``name`` (the source path or hub id), ``num_query_tokens``.
     """
 
-    def __init__(self, model: torch.nn.Module, processor, name: str = "blip2") -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        processor: Any = None,
+        name: str = "blip2",
+        image_processor: Any = None,
+        tokenizer: Any = None,
+    ) -> None:
+        """``processor`` (a ``Blip2Processor``) is needed to generate; the similarity analysis only needs an
+        ``image_processor`` (and a ``tokenizer`` to name the nearest words), taken from ``processor`` if given."""
         self.model = model.eval()
         self.processor = processor
         self.name = name
         self.num_query_tokens = int(model.config.num_query_tokens)
-        if getattr(model.config, "image_token_index", None) is None:
-            raise ValueError(
-                f"{name}: config.json has no image_token_index. transformers 5.x fills <image> placeholders in the "
-                "text; use a BLIP-2 snapshot saved with transformers >= 4.46 (the hub checkpoints were updated)"
-            )
-        if getattr(processor, "num_query_tokens", None) is None:
-            processor.num_query_tokens = self.num_query_tokens
-        # Generation batches are left padded so every row's last prompt token is at the end.
-        processor.tokenizer.padding_side = "left"
+        self.image_processor = image_processor or getattr(processor, "image_processor", None)
+        self.tokenizer = tokenizer or getattr(processor, "tokenizer", None)
+        if self.image_processor is None:
+            raise ValueError(f"{name}: no image processor (pass processor= or image_processor=)")
+        if processor is not None:
+            if getattr(processor, "num_query_tokens", None) is None:
+                processor.num_query_tokens = self.num_query_tokens
+            # Generation batches are left padded so every row's last prompt token is at the end.
+            processor.tokenizer.padding_side = "left"
 
     @classmethod
     def from_pretrained(
-        cls, source: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+        cls,
+        source: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        require_processor: bool = True,
     ) -> Blip2Baseline:
-        """Load model + processor from a BLIP-2 directory or hub id (``Salesforce/blip2-opt-2.7b``)."""
-        from transformers import Blip2ForConditionalGeneration, Blip2Processor
+        """Load model + processor from a BLIP-2 directory or hub id (``Salesforce/blip2-opt-2.7b``).
+
+        With ``require_processor=False`` a directory without tokenizer/processor files (e.g. a VPG source that
+        only kept ``preprocessor_config.json``) still loads, for the similarity analysis.
+        """
+        from transformers import AutoTokenizer, Blip2ForConditionalGeneration, Blip2Processor
 
         source = str(source)
         if Path(source).exists() and not (Path(source) / "config.json").is_file():
             raise FileNotFoundError(f"{source}: not a BLIP-2 directory (no config.json); pass --blip2 DIR_OR_HUB_ID")
         kwargs = {"dtype": dtype} if dtype is not None else {}
         model = Blip2ForConditionalGeneration.from_pretrained(source, **kwargs).to(device)
-        processor = Blip2Processor.from_pretrained(source)
+        try:
+            processor = Blip2Processor.from_pretrained(source)
+        except (OSError, ValueError, TypeError) as e:
+            if require_processor:
+                raise FileNotFoundError(
+                    f"{source}: cannot load its Blip2Processor ({e}); generation needs the tokenizer and processor "
+                    "files saved beside the weights (Blip2Processor.save_pretrained)"
+                ) from e
+            image_processor = _image_processor_class().from_pretrained(source)
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(source)
+            except (OSError, ValueError, TypeError):
+                tokenizer = None  # nearest words are then reported as ids
+            return cls(model, None, name=source, image_processor=image_processor, tokenizer=tokenizer)
         return cls(model, processor, name=source)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    @property
-    def tokenizer(self):
-        return self.processor.tokenizer
 
     def _encode(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         enc = self.processor(images=list(images), text=list(prompts), return_tensors="pt", padding=True)
@@ -88,6 +115,13 @@ class Blip2Baseline:
     @torch.no_grad()
     def generate(self, images: Sequence[Image.Image], prompts: Sequence[str], max_new_tokens: int) -> list[str]:
         """Greedy generation for ``len(images)`` (image, prompt) pairs; returns the new text of each, stripped."""
+        if self.processor is None:
+            raise ValueError(f"{self.name}: no Blip2Processor (tokenizer + processor files); cannot generate")
+        if getattr(self.model.config, "image_token_index", None) is None:
+            raise ValueError(
+                f"{self.name}: config.json has no image_token_index. transformers 5.x fills <image> placeholders "
+                "in the text; use a BLIP-2 snapshot saved with transformers >= 4.46 (the hub checkpoints were updated)"
+            )
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
         if not images:
@@ -126,7 +160,7 @@ class Blip2Baseline:
     def visual_tokens(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Q-Former outputs projected by ``language_projection`` into the LM's embedding space:
         ``(b, num_query_tokens, d_lm)`` float32."""
-        pixel_values = self.processor.image_processor(list(images), return_tensors="pt")["pixel_values"]
+        pixel_values = self.image_processor(list(images), return_tensors="pt")["pixel_values"]
         pixel_values = pixel_values.to(self.device, next(self.model.parameters()).dtype)
         # get_image_features runs vision -> Q-Former -> language_projection exactly as forward/generate do.
         features = self.model.get_image_features(pixel_values=pixel_values, return_dict=True)
@@ -135,3 +169,15 @@ class Blip2Baseline:
     def input_embeddings(self) -> torch.Tensor:
         """The LM's input embedding matrix ``(V, d_lm)``."""
         return self.model.get_input_embeddings().weight.detach()
+
+
+def _image_processor_class() -> type:
+    # transformers 5 ships a torchvision-backed BlipImageProcessor and a PIL one; without torchvision use the PIL
+    # one (same resize/rescale/normalise), as vict.models.vpg does.
+    import importlib.util
+
+    import transformers
+
+    if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "BlipImageProcessorPil"):
+        return transformers.BlipImageProcessorPil
+    return transformers.BlipImageProcessor

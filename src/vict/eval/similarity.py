@@ -76,8 +76,11 @@ def similarity_stats(values: torch.Tensor, threshold: float = THRESHOLD) -> dict
 
 
 def nearest_words(indices: torch.Tensor, tokenizer: Any) -> list[str]:
-    """Vocabulary entries (``tokenizer.convert_ids_to_tokens``) for ``indices (n,)``; ``<id N>`` past its vocab."""
+    """Vocabulary entries (``tokenizer.convert_ids_to_tokens``) for ``indices (n,)``; ``<id N>`` past its vocab or
+    when there is no tokenizer."""
     ids = [int(i) for i in indices.flatten().tolist()]
+    if tokenizer is None:
+        return [f"<id {i}>" for i in ids]
     vocab_size = len(tokenizer)
     words = tokenizer.convert_ids_to_tokens([i if i < vocab_size else 0 for i in ids])
     return [w if i < vocab_size else f"<id {i}>" for i, w in zip(ids, words)]
