@@ -219,8 +219,8 @@ def build_vision_llm(
     ``VisionLLM.from_config`` (VPG and LLM loaded from their sources, trainable parts seeded by ``seed``)."""
     settings = peft if isinstance(peft, PeftSettings) else PeftSettings(type=peft)
     config = VisionLLMConfig(
-        vpg_source=str(vpg_source),
-        llm_source=str(llm_source),
+        vpg_source=_absolute_if_local(vpg_source),
+        llm_source=_absolute_if_local(llm_source),
         vpg_format=vpg_format,
         num_extra_queries=num_extra_queries,
         peft=settings,
@@ -230,6 +230,13 @@ def build_vision_llm(
         vpg_options=dict(vpg_options or {}),
     )
     return VisionLLM.from_config(config, tokenizer=tokenizer)
+
+
+def _absolute_if_local(source: str | Path) -> str:
+    # A checkpoint's config must point at its sources from any working directory: local paths are stored
+    # absolute, hub ids as given.
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else str(source)
 
 
 def tiny_sources(cache_dir: str | Path | None = None, seed: int = 0, llm_arch: str = "llama") -> tuple[Path, Path]:

@@ -155,6 +155,11 @@ class VisionLLM(nn.Module):
         self.vpg = vpg
         self.tokenizer = tokenizer
         self.config = config
+        spec = vpg.spec
+        if spec.format in ("hf", "lavis"):
+            # The VPG knows where its frozen weights came from; the config (and so every checkpoint) records it.
+            config.vpg_source, config.vpg_format = spec.source, spec.format
+            config.vpg_options = {} if spec.format == "hf" else _lavis_options(spec)
         d_llm = llm.get_input_embeddings().embedding_dim
         device = llm.get_input_embeddings().weight.device
         ctx = _seeded(config.seed + 1)
@@ -461,6 +466,15 @@ class VisionLLM(nn.Module):
                     )
                 params[name].copy_(value)
         return model
+
+
+def _lavis_options(spec: VPGSpec) -> dict[str, Any]:
+    return {
+        "blip2_config": spec.blip2_config,
+        "lavis_vision_path": spec.lavis_vision_path,
+        "ln_vision_eps": spec.ln_vision_eps,
+        "image_processor": spec.image_processor,
+    }
 
 
 def _plain_lm_head(base: nn.Module) -> bool:

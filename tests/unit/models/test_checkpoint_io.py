@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from vict.checkpoint import atomic_directory, load_tensors
 from vict.models.builders import build_tiny, paper_footprint
-from vict.models.vision_llm import VisionLLM
+from vict.models.vision_llm import VisionLLM, VisionLLMConfig
 from vict.peft.trainable import is_trainable
 
 PROMPTS = ["what shape is left ?", "describe the image ."]
@@ -128,3 +128,28 @@ def test_paper_checkpoint_is_megabytes(peft: str, peft_params: int) -> None:
     assert 900e6 < counts["frozen_vision"] < 1.1e9  # EVA ViT-g
     assert info["checkpoint_bytes"] == 4 * counts["trainable"]
     assert 1 * 2**20 < info["checkpoint_bytes"] < 40 * 2**20
+
+
+def test_lavis_sourced_model_round_trips(tmp_path, batch_factory, to_lavis) -> None:
+    from transformers import Blip2ForConditionalGeneration
+
+    from vict.models.builders import tiny_blip2_config, tiny_sources
+    from vict.models.vpg import VisualPromptGenerator
+
+    blip_dir, llm_dir = tiny_sources()
+    reference = Blip2ForConditionalGeneration.from_pretrained(blip_dir)
+    torch.save({"model": to_lavis(reference)}, tmp_path / "tiny_lavis.pth")
+    vpg = VisualPromptGenerator.from_lavis(
+        tmp_path / "tiny_lavis.pth", num_extra_queries=2, config=tiny_blip2_config()
+    )
+    config = VisionLLMConfig(vpg_source="?", llm_source=str(llm_dir), num_extra_queries=2)
+    model = VisionLLM(
+        vpg, AutoModelForCausalLM.from_pretrained(llm_dir), AutoTokenizer.from_pretrained(llm_dir), config
+    )
+    assert model.config.vpg_format == "lavis" and model.config.vpg_source.endswith("tiny_lavis.pth")
+    perturb_trainable(model)
+    batch = batch_factory(model, PROMPTS, TARGETS)
+    out = model.save_pretrained(tmp_path / "ckpt")
+    again = VisionLLM.from_pretrained(out)
+    with torch.no_grad():
+        assert torch.equal(again(**batch).loss, model(**batch).loss)

@@ -35,51 +35,6 @@ def reference_queries(ref, x: torch.Tensor) -> torch.Tensor:
     return ref.qformer(query_embeds=query, encoder_hidden_states=image_embeds, encoder_attention_mask=mask)[0]
 
 
-def to_lavis(ref) -> dict[str, torch.Tensor]:
-    """Export the HF tiny BLIP-2 as a LAVIS Blip2OPT state dict, following formats.md §5 in reverse."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in ref.state_dict().items():
-        if key.startswith("vision_model."):
-            k = key[len("vision_model.") :]
-            k = {
-                "embeddings.class_embedding": "cls_token",
-                "embeddings.position_embedding": "pos_embed",
-                "embeddings.patch_embedding.weight": "patch_embed.proj.weight",
-                "embeddings.patch_embedding.bias": "patch_embed.proj.bias",
-            }.get(k, k)
-            if k.startswith("post_layernorm."):
-                out["ln_vision." + k.split(".")[-1]] = value
-                continue
-            k = k.replace("encoder.layers.", "blocks.").replace("layer_norm1", "norm1").replace("layer_norm2", "norm2")
-            k = k.replace("self_attn.projection", "attn.proj").replace("self_attn.qkv", "attn.qkv")
-            if k.endswith("attn.qkv.bias"):
-                q, kb, v = value.chunk(3)
-                assert torch.equal(kb, torch.zeros_like(kb)), "LAVIS has no k bias"
-                out["visual_encoder." + k.replace("qkv.bias", "q_bias")] = q
-                out["visual_encoder." + k.replace("qkv.bias", "v_bias")] = v
-                continue
-            out["visual_encoder." + k] = value
-        elif key.startswith("qformer."):
-            k = key[len("qformer.") :]
-            if k.startswith("layernorm."):
-                out["Qformer.bert.embeddings.LayerNorm." + k.split(".")[-1]] = value
-            else:
-                out[
-                    "Qformer.bert."
-                    + k.replace(".attention.attention.", ".attention.self.").replace(
-                        "crossattention.attention.", "crossattention.self."
-                    )
-                ] = value
-        elif key == "query_tokens":
-            out[key] = value
-        elif key.startswith("language_projection."):
-            out["opt_proj." + key.split(".")[-1]] = value
-        else:
-            out["opt_model." + key[len("language_model.") :]] = value
-    out["Qformer.bert.embeddings.position_ids"] = torch.arange(64)[None]
-    return out
-
-
 def test_parity_with_transformers_blip2(blip_dir, reference) -> None:
     vpg = VisualPromptGenerator.from_pretrained(blip_dir, num_extra_queries=0)
     x = pixels()
@@ -115,7 +70,7 @@ def test_encode_vision_then_query_equals_forward(blip_dir) -> None:
         assert torch.equal(vpg.query(embeds), vpg(x))
 
 
-def test_lavis_state_dict_loads_to_identical_outputs(tmp_path, blip_dir, reference) -> None:
+def test_lavis_state_dict_loads_to_identical_outputs(tmp_path, blip_dir, reference, to_lavis) -> None:
     path = tmp_path / "blip2_pretrained_opt_tiny.pth"
     torch.save({"model": to_lavis(reference)}, path)
     hf_eps = reference.config.vision_config.layer_norm_eps
@@ -130,7 +85,7 @@ def test_lavis_state_dict_loads_to_identical_outputs(tmp_path, blip_dir, referen
         VisualPromptGenerator.from_lavis(path)
 
 
-def test_lavis_missing_and_unexpected_keys_are_listed(tmp_path, reference) -> None:
+def test_lavis_missing_and_unexpected_keys_are_listed(tmp_path, reference, to_lavis) -> None:
     state = to_lavis(reference)
     no_vit = {k: v for k, v in state.items() if not k.startswith("visual_encoder.")}
     path = tmp_path / "stage2.pth"
@@ -196,3 +151,31 @@ def test_frozen_modules_stay_in_eval_mode(blip_dir) -> None:
     vpg.train()
     assert vpg.training and not vpg.qformer.training and not vpg.vision_model.training
     assert not any(m.training for m in vpg.qformer.modules())
+
+
+def test_hub_source_downloads_only_config_processor_index_and_vpg_shards(tmp_path, reference, monkeypatch) -> None:
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    repo = tmp_path / "hub_repo"
+    reference.save_pretrained(repo, max_shard_size="20KB")
+    shutil.copy(tiny_sources()[0] / "preprocessor_config.json", repo / "preprocessor_config.json")
+    index = json.loads((repo / "model.safetensors.index.json").read_text())["weight_map"]
+    vpg_shards = {s for k, s in index.items() if not k.startswith(("language_model.", "language_projection."))}
+    requested: list[str] = []
+
+    def fake_download(repo_id: str, filename: str, **_: object) -> str:
+        assert repo_id == "Salesforce/tiny-blip2"
+        requested.append(filename)
+        if not (repo / filename).is_file():
+            raise EntryNotFoundError(f"{filename} not in repo")
+        return str(repo / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    vpg = VisualPromptGenerator.from_pretrained("Salesforce/tiny-blip2")
+    assert set(requested) == {"config.json", "preprocessor_config.json", "model.safetensors.index.json"} | vpg_shards
+    assert len(vpg_shards) < len(set(index.values())), "some shards hold only the language model"
+    x = pixels()
+    with torch.no_grad():
+        torch.testing.assert_close(vpg(x), reference_queries(reference, x), rtol=0, atol=1e-6)
+    assert vpg.spec.source == "Salesforce/tiny-blip2" and vpg.spec.format == "hf"
