@@ -1,0 +1,194 @@
+"""Sizes and training budgets of the miniature model zoo, as typed presets.
+
+A preset fixes everything that changes the zoo's weights (architecture sizes, tokenizer kinds and vocabulary
+sizes, optimisation steps, learning rates, batch sizes). Budgets are counted in optimiser steps, never in
+seconds, so that the same seed gives the same weights on any machine; the presets were sized by measuring
+the step time on 2 CPU cores (see ``docs`` in the final report of issue 6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from vict.models.tokenizer import TOKENIZER_KINDS
+
+
+@dataclass(frozen=True)
+class LMSpec:
+    """A tiny decoder-only LM: architecture sizes and its pretraining budget."""
+
+    hidden_size: int = 128
+    """Model width ``d``."""
+    num_layers: int = 2
+    """Number of decoder blocks."""
+    num_heads: int = 4
+    """Attention heads (``hidden_size`` must be divisible by it)."""
+    ffn_size: int = 512
+    """Feed-forward inner size."""
+    max_positions: int = 256
+    """Longest sequence (tokens, visual slots included) the LM can see."""
+    tokenizer: str = "wordlevel"
+    """Tokenizer kind: ``wordlevel`` or ``bpe`` (see ``vict.models.tokenizer.train_tokenizer``)."""
+    vocab_size: int = 1000
+    """Upper bound on the trained vocabulary (special tokens included)."""
+    steps: int = 300
+    """Pretraining optimiser steps on the world's text."""
+    batch_size: int = 32
+    """Texts per step."""
+    lr: float = 2e-3
+    """Peak AdamW learning rate (linear warmup over 5% of the steps, cosine decay to 10%)."""
+
+    def problems(self, name: str) -> list[str]:
+        """Every inconsistency of this spec, each naming the field, the value and the fix."""
+        out = []
+        if self.hidden_size % self.num_heads:
+            out.append(f"{name}.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
+        if self.tokenizer not in TOKENIZER_KINDS:
+            out.append(f"{name}.tokenizer={self.tokenizer!r}: use one of {list(TOKENIZER_KINDS)}")
+        for key in ("hidden_size", "num_layers", "num_heads", "ffn_size", "max_positions", "vocab_size"):
+            if getattr(self, key) <= 0:
+                out.append(f"{name}.{key}={getattr(self, key)} must be positive")
+        if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0:
+            out.append(f"{name}: steps >= 0, batch_size > 0 and lr > 0 are required")
+        return out
+
+
+@dataclass(frozen=True)
+class Blip2Spec:
+    """The tiny BLIP-2: ViT and Q-Former sizes and the captioning budget (the source LM stays frozen)."""
+
+    image_size: int = 64
+    """Input resolution (the world's images are resized to it by the saved ``BlipImageProcessor``)."""
+    patch_size: int = 8
+    """ViT patch size (``(image_size / patch_size)**2`` patches plus one class token)."""
+    vision_hidden: int = 128
+    vision_layers: int = 4
+    vision_heads: int = 4
+    vision_ffn: int = 512
+    qformer_hidden: int = 128
+    qformer_layers: int = 2
+    qformer_heads: int = 4
+    qformer_ffn: int = 512
+    cross_attention_frequency: int = 1
+    """Q-Former cross-attends to the image every this many layers (1 = every layer)."""
+    num_query_tokens: int = 16
+    """Learnt queries; also the number of ``<image>`` tokens in the source LM prompt."""
+    steps: int = 600
+    """Captioning optimiser steps on the world's dense captions."""
+    batch_size: int = 32
+    lr: float = 1e-3
+    init_std: float = 0.02
+    """Std of the vision initialiser and of the query tokens (transformers defaults: 1e-10 and 0)."""
+
+    def problems(self) -> list[str]:
+        """Every inconsistency of this spec, each naming the field, the value and the fix."""
+        out = []
+        if self.image_size % self.patch_size:
+            out.append(f"blip2.image_size={self.image_size} is not divisible by patch_size={self.patch_size}")
+        if self.vision_hidden % self.vision_heads:
+            out.append(f"blip2.vision_hidden={self.vision_hidden} not divisible by vision_heads={self.vision_heads}")
+        if self.qformer_hidden % self.qformer_heads:
+            out.append(
+                f"blip2.qformer_hidden={self.qformer_hidden} not divisible by qformer_heads={self.qformer_heads}"
+            )
+        if self.num_query_tokens <= 0:
+            out.append(f"blip2.num_query_tokens={self.num_query_tokens} must be positive")
+        if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0:
+            out.append("blip2: steps >= 0, batch_size > 0 and lr > 0 are required")
+        return out
+
+
+@dataclass(frozen=True)
+class ZooConfig:
+    """Everything that determines the zoo's weights. Its hash (with the world's) names the cache folder."""
+
+    name: str = "default"
+    """Preset this config came from (informational; part of the hash like every field)."""
+    source_lm: LMSpec = field(default_factory=lambda: LMSpec(tokenizer="wordlevel"))
+    """The OPT source LM inside the BLIP-2."""
+    target_lm: LMSpec = field(default_factory=lambda: LMSpec(tokenizer="bpe", vocab_size=1200))
+    """The LLaMA target LM that VICT gives eyes to."""
+    blip2: Blip2Spec = field(default_factory=Blip2Spec)
+    num_threads: int = 1
+    """``torch.set_num_threads`` during the build. Fixed, for reproducibility (CPU kernels may reduce in
+    another order with another thread count), and 1 because it was measured fastest on a shared 2-core machine:
+    with 2 threads, steps stalled up to 10x whenever another process used a core."""
+    eval_images: int = 64
+    """Held-out (val) images used to measure the BLIP-2's caption quality after training."""
+
+    def __post_init__(self) -> None:
+        problems = self.source_lm.problems("source_lm") + self.target_lm.problems("target_lm") + self.blip2.problems()
+        if self.source_lm.tokenizer == self.target_lm.tokenizer:
+            problems.append(
+                f"source_lm.tokenizer and target_lm.tokenizer are both {self.source_lm.tokenizer!r}: the transfer "
+                "is only real with different tokenizers; set one to 'wordlevel' and the other to 'bpe'"
+            )
+        if self.num_threads <= 0:
+            problems.append(f"num_threads={self.num_threads} must be positive")
+        if problems:
+            raise ValueError("invalid zoo config:\n  - " + "\n  - ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable view (nested dicts), the input of the cache hash."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ZooConfig:
+        """Inverse of ``to_dict``."""
+        data = dict(data)
+        return cls(
+            source_lm=LMSpec(**data.pop("source_lm")),
+            target_lm=LMSpec(**data.pop("target_lm")),
+            blip2=Blip2Spec(**data.pop("blip2")),
+            **data,
+        )
+
+
+def _preset(name: str, lm_steps: int, blip2_steps: int, eval_images: int, **blip2: Any) -> ZooConfig:
+    return ZooConfig(
+        name=name,
+        source_lm=LMSpec(tokenizer="wordlevel", steps=lm_steps),
+        target_lm=LMSpec(tokenizer="bpe", vocab_size=1200, steps=lm_steps),
+        blip2=Blip2Spec(steps=blip2_steps, **blip2),
+        eval_images=eval_images,
+    )
+
+
+PRESETS: dict[str, ZooConfig] = {
+    # `micro`: for unit tests only (seconds); the weights learn little.
+    "micro": ZooConfig(
+        name="micro",
+        source_lm=LMSpec(hidden_size=32, num_layers=1, num_heads=2, ffn_size=64, steps=30, batch_size=16),
+        target_lm=LMSpec(
+            hidden_size=32, num_layers=1, num_heads=2, ffn_size=64, tokenizer="bpe", vocab_size=400, steps=30
+        ),
+        blip2=Blip2Spec(
+            vision_hidden=32,
+            vision_layers=1,
+            vision_heads=2,
+            vision_ffn=64,
+            qformer_hidden=32,
+            qformer_layers=1,
+            qformer_heads=2,
+            qformer_ffn=64,
+            num_query_tokens=4,
+            patch_size=16,
+            steps=30,
+            batch_size=8,
+            lr=3e-3,
+        ),
+        eval_images=8,
+    ),
+    "fast": _preset("fast", lm_steps=150, blip2_steps=300, eval_images=48),
+    "default": _preset("default", lm_steps=500, blip2_steps=1500, eval_images=96),
+}
+"""Named zoo configs: ``micro`` (tests), ``fast`` (quickstart in ~3 min), ``default`` (quickstart in ~15 min)."""
+
+
+def get_preset(name: str) -> ZooConfig:
+    """The zoo config of preset ``name``; a clear error lists the known names."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown zoo preset {name!r}; use one of {sorted(PRESETS)}")
+    return PRESETS[name]
