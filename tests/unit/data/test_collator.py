@@ -76,6 +76,28 @@ def test_bpe_tokenizer_target_boundary(examples) -> None:
         assert tok.decode(kept[:-1]).strip().lower() == ex.target.lower()
 
 
+def test_sentencepiece_style_tokenizer_target_boundary(examples) -> None:
+    """A Metaspace ("▁word") BPE, as in LLaMA-family tokenizers: the labels decode to exactly the target."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    raw.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    texts = [ex.prompt.replace("<image>", "") + " " + ex.target for ex in examples]
+    raw.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>", "<pad>"])
+    )
+    raw.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    batch = VictCollator(tok, N_VISUAL, None, max_length=512)(examples)
+    for i, ex in enumerate(examples):
+        kept = [t for t in batch["labels"][i].tolist() if t != IGNORE_INDEX]
+        assert kept[-1] == tok.eos_token_id and tok.decode(kept[:-1]).strip() == ex.target
+
+
 def test_truncation_cuts_context_never_target_or_slots(word_tokenizer, examples, caplog) -> None:
     long = [ex for ex in examples if ex.kind in ("qa_qa", "cap_qa")][:4]
     full = VictCollator(word_tokenizer, N_VISUAL, None, max_length=512)(long)
