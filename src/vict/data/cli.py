@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -177,3 +178,6 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileExistsError, FileNotFoundError) as e:  # DataError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `vict data show world | head`: the reader left; not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        return 0
