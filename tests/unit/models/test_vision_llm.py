@@ -166,3 +166,34 @@ def test_slot_placeholder_is_never_embedded(tiny_model) -> None:
     with torch.no_grad():
         out = tiny_model(torch.zeros(1, 3, 30, 30), ids, torch.ones_like(ids))
     assert out.logits.shape == (1, n + 2, len(tiny_model.tokenizer)) and out.loss is None
+
+
+def test_labelled_only_logits_match_for_llama_adapter(batch_factory) -> None:
+    model = build_tiny(peft="llama_adapter", seed=0)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(0.2)  # open the zero-initialised gates
+    batch = batch_factory(model, PROMPTS, TARGETS)
+    with torch.no_grad():
+        full = model(**batch, logits_on_labelled_only=False)
+        short = model(**batch, logits_on_labelled_only=True)
+    keep = batch["labels"][:, 1:] != IGNORE_INDEX
+    torch.testing.assert_close(short.logits, full.logits[:, :-1][keep], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(short.loss, full.loss, rtol=1e-6, atol=1e-6)
+
+
+def test_tiny_builder_is_deterministic_per_seed(tmp_path, batch_factory) -> None:
+    a = build_tiny(seed=5, cache_dir=tmp_path / "a")
+    b = build_tiny(seed=5, cache_dir=tmp_path / "b")
+    c = build_tiny(seed=6, cache_dir=tmp_path / "a")
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["projection.weight"], sc["projection.weight"])
+    assert not torch.equal(
+        sa["vpg.vision_model.embeddings.patch_embedding.weight"],
+        sc["vpg.vision_model.embeddings.patch_embedding.weight"],
+    )
+    batch = batch_factory(a, PROMPTS, TARGETS)
+    with torch.no_grad():
+        assert torch.equal(a(**batch).loss, b(**batch).loss)
