@@ -127,6 +127,11 @@ def _read_bin(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _fetch(source: str | Path, filename: str, required: bool) -> Path | None:
+    if not is_local(source) and _looks_like_path(str(source)):
+        raise FileNotFoundError(
+            f"{source}: no such directory (a hub id looks like 'Salesforce/blip2-opt-2.7b'; a local source must "
+            "be an existing directory written by save_pretrained)"
+        )
     if is_local(source):
         path = Path(source).expanduser() / filename
         if path.is_file():
@@ -151,3 +156,9 @@ def _fetch(source: str | Path, filename: str, required: bool) -> Path | None:
             f"{source}: neither a local directory nor a Hugging Face hub repository "
             "(check the path, or the hub id, e.g. 'Salesforce/blip2-opt-2.7b')"
         ) from err
+
+
+def _looks_like_path(source: str) -> bool:
+    # Hub ids are "name" or "owner/name"; anything else (absolute, relative, home paths, deeper nesting) was
+    # meant as a local directory.
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source

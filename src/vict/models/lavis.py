@@ -103,6 +103,26 @@ def lavis_to_hf(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
     return mapped, ignored, unknown
 
 
+def hf_to_lavis_name(key: str) -> str:
+    """The LAVIS key an HF VPG key comes from (for error messages); ``qkv.bias`` names both q/v biases."""
+    for lavis_key, hf_key in _TOP_RENAMES.items():
+        if key == hf_key:
+            return lavis_key
+    block = re.match(r"^vision_model\.encoder\.layers\.(\d+)\.(.+)$", key)
+    if block:
+        idx, rest = block.groups()
+        if rest == "self_attn.qkv.bias":
+            return f"visual_encoder.blocks.{idx}.attn.q_bias/v_bias"
+        for old, new in _BLOCK_RENAMES.items():
+            if rest.startswith(new):
+                return f"visual_encoder.blocks.{idx}.{old}{rest[len(new) :]}"
+    if key.startswith("qformer.encoder."):
+        return "Qformer.bert." + key[len("qformer.") :].replace(".attention.attention.", ".attention.self.").replace(
+            "crossattention.attention.", "crossattention.self."
+        )
+    return key
+
+
 def infer_blip2_config(mapped: dict[str, torch.Tensor], path: str) -> Blip2Config:
     """A ``Blip2Config`` whose VPG shapes match ``mapped`` (HF-keyed tensors from ``lavis_to_hf``).
 

@@ -221,6 +221,11 @@ class VisionLLM(nn.Module):
         self.training = mode
         return self
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute the LLM's activations in the backward pass (non-reentrant, so gradients still reach the
+        visual tokens through the frozen layers): less memory for a 7B LLM, same gradients."""
+        self._base_llm().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
     def trainable_parameters_by_part(self) -> dict[str, int]:
         """Parameter counts: ``extra_queries``, ``projection``, ``peft``, ``trainable``, ``frozen_vision``,
         ``frozen_qformer`` (incl. original queries), ``frozen_llm``, ``frozen``, ``total``."""
@@ -257,6 +262,14 @@ class VisionLLM(nn.Module):
                 f"each row of input_ids must contain exactly {n} image slots (IMAGE_SLOT_ID={IMAGE_SLOT_ID}, the "
                 f"model's num_visual_tokens), got {got}. Build batches with "
                 f"VictCollator(num_visual_tokens=model.num_visual_tokens), one '<image>' per prompt."
+            )
+        first = slots.int().argmax(dim=1)
+        span = slots.shape[1] - slots.int().flip(1).argmax(dim=1) - first
+        split = (span != n).nonzero().flatten().tolist()
+        if split:
+            raise ValueError(
+                f"the {n} image slots must be consecutive (one '<image>' per prompt); rows {split[:8]} have them "
+                "spread out. Build batches with VictCollator."
             )
         if visual_tokens.shape[0] != input_ids.shape[0]:
             raise ValueError(

@@ -256,8 +256,8 @@ class VisualPromptGenerator(nn.Module):
                 processor config and the tensors under ``vision_model.``/``qformer.``/``query_tokens`` are read
                 (for a hub id, only the shards holding them are downloaded).
             num_extra_queries: trainable queries to append (initialised by ``init_extra_queries(seed)``).
-            dtype: dtype of the frozen vision tower (e.g. ``torch.bfloat16``); the Q-Former and queries stay
-                float32, as in transformers (``_keep_in_fp32_modules``).
+            dtype: dtype of the frozen vision tower (default float32; e.g. ``torch.bfloat16``); the Q-Former
+                and queries stay float32, as in transformers (``_keep_in_fp32_modules``).
             seed: seed of the extra-query initialisation.
         """
         config_dict = hf_checkpoint.read_json(source, hf_checkpoint.CONFIG_NAME)
@@ -288,8 +288,7 @@ class VisualPromptGenerator(nn.Module):
             )
         vpg._assign_frozen(tensors, str(source))
         vpg.init_extra_queries(seed)
-        if dtype is not None:
-            vpg.vision_model.to(dtype)
+        vpg.vision_model.to(dtype or torch.float32)
         return vpg
 
     @classmethod
@@ -317,7 +316,7 @@ class VisualPromptGenerator(nn.Module):
             ln_vision_eps: eps of LAVIS's ``ln_vision`` (1e-5 in LAVIS).
             image_processor: defaults to BLIP's eval transform at the checkpoint's image size (bicubic resize,
                 OpenAI CLIP mean/std), which is what LAVIS's ``blip_image_eval`` computes.
-            dtype: dtype of the frozen vision tower.
+            dtype: dtype of the frozen vision tower (default float32).
             seed: seed of the extra-query initialisation.
 
         Raises:
@@ -364,8 +363,7 @@ class VisualPromptGenerator(nn.Module):
         vpg.vision_model.post_layernorm.eps = ln_vision_eps
         vpg._assign_frozen(mapped, str(path), lavis_names=True)
         vpg.init_extra_queries(seed)
-        if dtype is not None:
-            vpg.vision_model.to(dtype)
+        vpg.vision_model.to(dtype or torch.float32)
         return vpg
 
     @classmethod
@@ -437,9 +435,11 @@ def _merge_split_qv_bias(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 
 def _missing_message(source: str, missing: list[str], lavis_names: bool) -> str:
+    if lavis_names:
+        missing = [lavis.hf_to_lavis_name(k) for k in missing]
     shown = ", ".join(missing[:12]) + (f", ... ({len(missing)} in all)" if len(missing) > 12 else "")
     hint = "check that the checkpoint is a BLIP-2 model whose vision tower and Q-Former were saved"
-    if lavis_names and any(k.startswith("vision_model.") for k in missing):
+    if lavis_names and any(k.startswith("visual_encoder.") for k in missing):
         hint = (
             "LAVIS stage-2 checkpoints (e.g. blip2_pretrained_opt2.7b.pth) are saved without their frozen ViT: "
             "pass vision_path=eva_vit_g.pth (LAVIS's EVA ViT-g weights)"

@@ -197,3 +197,28 @@ def test_tiny_builder_is_deterministic_per_seed(tmp_path, batch_factory) -> None
     batch = batch_factory(a, PROMPTS, TARGETS)
     with torch.no_grad():
         assert torch.equal(a(**batch).loss, b(**batch).loss)
+
+
+def test_slots_must_be_consecutive(tiny_model, batch_factory) -> None:
+    batch = batch_factory(tiny_model, PROMPTS, TARGETS)
+    ids = batch["input_ids"].clone()
+    n = tiny_model.num_visual_tokens
+    ids[2, 1], ids[2, n + 2] = ids[2, n + 2].item(), IMAGE_SLOT_ID  # move the first slot past a text token
+    with pytest.raises(ValueError, match=r"must be consecutive.*rows \[2\]"):
+        tiny_model(batch["pixel_values"], ids, batch["attention_mask"])
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(batch_factory) -> None:
+    grads = []
+    for checkpointing in (False, True):
+        model = build_tiny(peft="lora", seed=0)
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+        model.train()
+        batch = batch_factory(model, PROMPTS, TARGETS)
+        model(**batch).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-7, msg=name)
+    assert grads[0]["vpg.extra_queries"].abs().sum() > 0

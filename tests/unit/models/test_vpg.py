@@ -90,7 +90,7 @@ def test_lavis_missing_and_unexpected_keys_are_listed(tmp_path, reference, to_la
     no_vit = {k: v for k, v in state.items() if not k.startswith("visual_encoder.")}
     path = tmp_path / "stage2.pth"
     torch.save({"model": no_vit}, path)
-    with pytest.raises(ValueError, match=r"missing VPG tensors: .*vision_model\.embeddings.*vision_path=eva_vit_g"):
+    with pytest.raises(ValueError, match=r"missing VPG tensors: visual_encoder\.cls_token.*vision_path=eva_vit_g"):
         VisualPromptGenerator.from_lavis(path, config=tiny_blip2_config())
     # The ViT can come from a separate EVA state dict (keys without the visual_encoder. prefix).
     eva = {k[len("visual_encoder.") :]: v for k, v in state.items() if k.startswith("visual_encoder.")}
@@ -121,12 +121,18 @@ def test_sharded_checkpoint_reads_only_vpg_shards(tmp_path, reference) -> None:
         torch.testing.assert_close(vpg(x), reference_queries(reference, x), rtol=0, atol=1e-6)
 
 
-def test_not_a_blip2_checkpoint(tmp_path) -> None:
+def test_not_a_blip2_checkpoint(tmp_path, reference, to_lavis) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
     with pytest.raises(ValueError, match=r"not a BLIP-2 checkpoint.*model_type='llama'.*expected 'blip-2'"):
         VisualPromptGenerator.from_pretrained(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"config\.json: missing"):
         VisualPromptGenerator.from_pretrained(tmp_path / "..")
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        VisualPromptGenerator.from_pretrained(tmp_path / "not_there")
+    no_q = {k: v for k, v in to_lavis(reference).items() if "crossattention.self.key" not in k}
+    torch.save(no_q, tmp_path / "no_q.pth")
+    with pytest.raises(ValueError, match=r"Qformer\.bert\.encoder\.layer\.0\.crossattention\.self\.key\.bias"):
+        VisualPromptGenerator.from_lavis(tmp_path / "no_q.pth", config=tiny_blip2_config())
 
 
 def test_wrong_pixel_size_names_expected_and_fix(blip_dir) -> None:
