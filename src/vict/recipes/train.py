@@ -408,10 +408,14 @@ class TrainRecipe:
                     position += 1
 
         workers = self.cfg.data.num_workers
+        # A private generator: creating a DataLoader iterator draws a base seed, which from the global RNG would
+        # shift the dropout stream of a resumed run relative to an uninterrupted one.
+        generator = torch.Generator().manual_seed(self.cfg.train.seed)
         loader = DataLoader(
             _Planned(),
             batch_size=None,
             sampler=_From(),
+            generator=generator,
             num_workers=workers,
             persistent_workers=workers > 0,
             prefetch_factor=2 if workers > 0 else None,
@@ -550,7 +554,7 @@ class TrainRecipe:
             self.state.grad_accum = self.cfg.train.grad_accum
             self.state.seed = self.cfg.train.seed
             with atomic_directory(path) as tmp:
-                acc.unwrap_model(self.model).save_pretrained(tmp)
+                self._save_model(tmp)
                 save_config(self.cfg, tmp / CONFIG_YAML)
                 save_training_state(tmp, self.state, self.optimizer, self.scheduler, rng_states)
             rotate_checkpoints(self.output_dir, self.cfg.train.keep_last)
@@ -564,10 +568,24 @@ class TrainRecipe:
         path = self.output_dir / FINAL_DIR
         if self.is_main:
             with atomic_directory(path) as tmp:
-                self.accelerator.unwrap_model(self.model).save_pretrained(tmp)
+                self._save_model(tmp)
                 save_config(self.cfg, tmp / CONFIG_YAML)
         self.accelerator.wait_for_everyone()
         return path
+
+    def _save_model(self, directory: Path) -> None:
+        """``VisionLLM.save_pretrained`` plus a guard that keeps frozen weights out of the adapter.
+
+        With ``lm_head`` (or an embedding) among LoRA's targets, peft's default ``save_embedding_layers="auto"``
+        also writes the frozen base weight of that layer into ``adapter_model.safetensors``; the adapter is
+        re-saved without it, so a checkpoint holds trainable tensors only.
+        """
+        model = self.accelerator.unwrap_model(self.model)
+        model.save_pretrained(directory)
+        if self.cfg.peft.type == "lora":
+            adapter = directory / "adapter"
+            model.llm.save_pretrained(str(adapter), save_embedding_layers=False)
+            (adapter / "README.md").unlink(missing_ok=True)
 
     # =========================================================================================== cleanup
     def cleanup(self) -> TrainResult:
