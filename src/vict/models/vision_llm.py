@@ -342,11 +342,15 @@ class VisionLLM(nn.Module):
             targets = labels[:, 1:]
             keep = targets != IGNORE_INDEX
             with self._autocast():
-                hidden = body(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids)[0]
+                hidden = body(
+                    inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+                )[0]
                 logits = base.get_output_embeddings()(hidden[:, :-1][keep])
             return CausalLMOutputWithPast(loss=_mean_ce(logits, targets[keep]), logits=logits)
         with self._autocast():
-            out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids)
+            out = self.llm(
+                inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+            )
         logits = out.logits
         loss = None
         if labels is not None:
