@@ -94,7 +94,7 @@ def build_blip2(
     if unexpected or any("embed" not in k and "lm_head" not in k for k in missing):
         raise RuntimeError(f"source LM weights do not fit the BLIP-2 LM: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
-    model.language_model.requires_grad_(False)
+    model.language_model.requires_grad_(spec.train_language_model)
     return model
 
 
@@ -127,14 +127,16 @@ def train_blip2(
     seed: int,
     progress: ProgressFn = quiet,
 ) -> TrainTrace:
-    """Train the ViT, Q-Former, query tokens and projection to caption ``pixel_values (n, 3, H, W)`` with
-    ``captions[i]`` (``<s> ... </s>`` ids); the language model stays frozen."""
+    """Train the ViT, Q-Former, query tokens and projection (and the language model if
+    ``spec.train_language_model``) to caption ``pixel_values (n, 3, H, W)`` with ``captions[i]``
+    (``<s> ... </s>`` ids)."""
     if len(captions) != pixel_values.shape[0]:
         raise ValueError(f"{pixel_values.shape[0]} images but {len(captions)} captions")
     image_token_id = model.config.image_token_index
     q = model.config.num_query_tokens
     model.train()
-    model.language_model.eval()  # frozen: no dropout or other train-mode behaviour
+    if not spec.train_language_model:
+        model.language_model.eval()  # frozen: no dropout or other train-mode behaviour
 
     def loss_fn(idx: torch.Tensor) -> torch.Tensor:
         input_ids, mask, labels = caption_batch([captions[i] for i in idx.tolist()], q, image_token_id, pad_id)
@@ -170,5 +172,5 @@ def save_blip2(model: Blip2ForConditionalGeneration, processor: Blip2Processor, 
 
 
 def trainable_parameter_count(model: Blip2ForConditionalGeneration) -> int:
-    """Number of parameters that captioning trained (vision + Q-Former + queries + projection)."""
+    """Number of parameters that captioning trains (vision + Q-Former + queries + projection [+ LM])."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -147,8 +147,6 @@ def _build_into(root: Path, world_dir: Path, config: ZooConfig, seed: int, progr
         source_lm, source_tok, train_texts, config.source_lm, seed * 1000 + 2, "zoo source LM (OPT)", progress
     )
     source_after = lm.heldout_loss(source_lm, source_tok, val_texts, config.source_lm.max_positions)
-    source_lm.save_pretrained(root / "source_lm")
-    source_tok.save_pretrained(root / "source_lm")
     timings["source_lm"] = time.perf_counter() - t
 
     # 3. target LM (LLaMA), pretrained on the same text with its own tokenizer, never on images
@@ -178,6 +176,11 @@ def _build_into(root: Path, world_dir: Path, config: ZooConfig, seed: int, progr
     )
     trained = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
     blip2_lib.save_blip2(model, processor, root / "blip2")
+    # The source LM directory holds exactly the LM inside the BLIP-2 (tuned by captioning unless frozen).
+    final_source_lm = model.language_model
+    final_source_lm.save_pretrained(root / "source_lm")
+    source_tok.save_pretrained(root / "source_lm")
+    source_after_captioning = lm.heldout_loss(final_source_lm, source_tok, val_texts, config.source_lm.max_positions)
     timings["blip2"] = time.perf_counter() - t
     acc = trained["token_accuracy"]
     progress(
@@ -198,6 +201,8 @@ def _build_into(root: Path, world_dir: Path, config: ZooConfig, seed: int, progr
             "train": source_trace.summary(),
             "val_loss_before": round(source_before, 4),
             "val_loss_after": round(source_after, 4),
+            "tuned_by_captioning": config.blip2.train_language_model,
+            "val_loss_after_captioning": round(source_after_captioning, 4),
         },
         "target_lm": {
             "architecture": "LlamaForCausalLM",

@@ -77,10 +77,15 @@ class Blip2Spec:
     """Learnt queries; also the number of ``<image>`` tokens in the source LM prompt."""
     steps: int = 600
     """Captioning optimiser steps on the world's dense captions."""
-    batch_size: int = 32
+    batch_size: int = 16
     lr: float = 1e-3
     init_std: float = 0.02
     """Std of the vision initialiser and of the query tokens (transformers defaults: 1e-10 and 0)."""
+    train_language_model: bool = True
+    """Also tune the source LM while captioning (it is then saved, tuned, as ``source_lm/`` too, so the
+    BLIP-2's LM and the source LM stay one model). Measured on a 300-image world, batch 16, 2 busy cores:
+    with the LM frozen, held-out colour-token accuracy stayed at chance (15% after 300 steps, chance 17%);
+    tuned with it, 49% after 200 steps. ``False`` gives BLIP-2's frozen-LM recipe, for a larger budget."""
 
     def problems(self) -> list[str]:
         """Every inconsistency of this spec, each naming the field, the value and the fix."""
@@ -181,8 +186,8 @@ PRESETS: dict[str, ZooConfig] = {
         ),
         eval_images=8,
     ),
-    "fast": _preset("fast", lm_steps=150, blip2_steps=300, eval_images=48),
-    "default": _preset("default", lm_steps=500, blip2_steps=1500, eval_images=96),
+    "fast": _preset("fast", lm_steps=100, blip2_steps=150, eval_images=48),
+    "default": _preset("default", lm_steps=400, blip2_steps=900, eval_images=96),
 }
 """Named zoo configs: ``micro`` (tests), ``fast`` (quickstart in ~3 min), ``default`` (quickstart in ~15 min)."""
 

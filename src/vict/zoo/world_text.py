@@ -106,15 +106,23 @@ def load_split(world_dir: Path, split: str) -> list[WorldImage]:
     return [images[k] for k in sorted(images, key=lambda s: (len(s), s))]
 
 
+QA_TEXT_TEMPLATE = "Question: {} Short answer: {}"
+"""Short answers are pretrained in the prompt style of the BLIP-2 baseline (``vict.eval.blip2_baseline``,
+LAVIS's ``"Question: {} Short answer:"``), as a hub LM has seen question-answer text before it is asked."""
+
+
 def split_texts(images: list[WorldImage]) -> list[str]:
-    """Plain-text sentences of a split: every caption, every question with its sentence answer, and every
-    question with its short answer. Order is deterministic (image order, then annotation order)."""
+    """Plain-text sentences of a split: every caption; every question with its sentence answer; every question
+    with its short answer (``QA_TEXT_TEMPLATE``), once alone and once after one of the image's captions (the
+    k-th question gets the k-th caption, cyclically), so the LM learns to answer from text context when the
+    text holds the answer. Deterministic order (images, then annotations)."""
     texts: list[str] = []
     for im in images:
         texts.extend(im.captions)
-        for question, answer, full_answer in im.qas:
+        for k, (question, answer, full_answer) in enumerate(im.qas):
             texts.append(f"{question} {full_answer}")
-            texts.append(f"{question} {answer}")
+            texts.append(QA_TEXT_TEMPLATE.format(question, answer))
+            texts.append(f"{im.captions[k % len(im.captions)]} {QA_TEXT_TEMPLATE.format(question, answer)}")
     return texts
 
 
