@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,12 +118,12 @@ class VisionLLMConfig:
         return cls.from_dict(data)
 
 
-def _seeded(seed: int):
-    """A context with the global torch RNG seeded, restoring the caller's RNG state afterwards."""
-    ctx = torch.random.fork_rng(devices=[])
-    ctx.__enter__()
-    torch.manual_seed(seed)
-    return ctx
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Run a block with the global torch RNG seeded, restoring the caller's RNG state afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class VisionLLM(nn.Module):
@@ -162,12 +163,9 @@ class VisionLLM(nn.Module):
             config.vpg_options = {} if spec.format == "hf" else _lavis_options(spec)
         d_llm = llm.get_input_embeddings().embedding_dim
         device = llm.get_input_embeddings().weight.device
-        ctx = _seeded(config.seed + 1)
-        try:
+        with _seeded(config.seed + 1):  # + 1: independent of the extra queries' stream (seeded by config.seed)
             self.projection = nn.Linear(vpg.hidden_size, d_llm, device=device, dtype=torch.float32)
             self.llm = llm if peft_applied else apply_peft(llm, config.peft)
-        finally:
-            ctx.__exit__(None, None, None)
         config.projection_shape = [vpg.hidden_size, d_llm]
         config.num_visual_tokens = vpg.num_queries
         config.llm_model_type = str(getattr(self._base_llm().config, "model_type", ""))
