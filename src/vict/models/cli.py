@@ -29,8 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
     from vict.models.summary import human_bytes, parameter_table
 
+    hf_logging.disable_progress_bar()  # weight-loading bars would bury the table
     target = args.target
     if target not in BUILDERS and not Path(target).is_dir():
         raise SystemExit(

@@ -185,3 +185,27 @@ def test_hub_source_downloads_only_config_processor_index_and_vpg_shards(tmp_pat
     with torch.no_grad():
         torch.testing.assert_close(vpg(x), reference_queries(reference, x), rtol=0, atol=1e-6)
     assert vpg.spec.source == "Salesforce/tiny-blip2" and vpg.spec.format == "hf"
+
+
+def test_old_and_wrapped_key_layouts_load_identically(tmp_path, blip_dir, reference) -> None:
+    """Early HF conversions stored ``self_attn.q_bias``/``v_bias``; wrapped layouts prefix ``model.``."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(blip_dir / "model.safetensors"))
+    rewritten = {}
+    for key, value in state.items():
+        if key.endswith("self_attn.qkv.bias"):
+            q, _, v = value.chunk(3)
+            rewritten["model." + key.replace("qkv.bias", "q_bias")] = q.clone()
+            rewritten["model." + key.replace("qkv.bias", "v_bias")] = v.clone()
+        else:
+            rewritten["model." + key] = value
+    out = tmp_path / "old_layout"
+    out.mkdir()
+    save_file(rewritten, str(out / "model.safetensors"))
+    for name in ("config.json", "preprocessor_config.json"):
+        shutil.copy(blip_dir / name, out / name)
+    vpg = VisualPromptGenerator.from_pretrained(out)
+    x = pixels()
+    with torch.no_grad():
+        torch.testing.assert_close(vpg(x), reference_queries(reference, x), rtol=0, atol=1e-6)
