@@ -34,6 +34,12 @@ def test_similarity_vict_and_blip2_series(tmp_path: Path) -> None:
     values = [r["similarity"] for r in vict["per_token"]]
     assert len(values) == 2 * model.num_visual_tokens and all(-1 <= v <= 1 for v in values)
     assert (out / "similarity.png").stat().st_size > 1000
+    # --llm names the LLM whose embeddings are compared; the checkpoint's own (frozen, LoRA on q/v) gives the same.
+    other = tmp_path / "sim_llm"
+    args = ["analyze", "similarity", "--checkpoint", str(ckpt), "--llm", model.config.llm_source]
+    assert main([*args, "--images", str(images), "--out", str(other), "--limit", "2"]) == 0
+    (again,) = json.loads((other / "similarity.json").read_text())["series"].values()
+    assert again["stats"] == pytest.approx(vict["stats"]) and again["per_token"] == vict["per_token"]
 
 
 def test_llm_without_checkpoint_is_refused(tmp_path: Path, capsys) -> None:
