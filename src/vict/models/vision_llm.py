@@ -441,9 +441,19 @@ class VisionLLM(nn.Module):
         return cls(vpg, llm, tokenizer, config)
 
     @classmethod
-    def from_pretrained(cls, checkpoint_dir: str | Path, frozen_dtype: str | None = None) -> VisionLLM:
+    def from_pretrained(
+        cls,
+        checkpoint_dir: str | Path,
+        frozen_dtype: str | None = None,
+        vpg_source: str | Path | None = None,
+        llm_source: str | Path | None = None,
+    ) -> VisionLLM:
         """Rebuild a saved model: frozen parts from the sources named in ``config.json``, trainable parts
-        from ``vict_trainable.safetensors`` and ``adapter/``, tokenizer from the checkpoint."""
+        from ``vict_trainable.safetensors`` and ``adapter/``, tokenizer from the checkpoint.
+
+        ``frozen_dtype`` overrides the saved one (e.g. ``"bfloat16"`` on a GPU); ``vpg_source``/``llm_source``
+        point at the frozen checkpoints when they have moved (another machine, another cache directory).
+        """
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -451,7 +461,18 @@ class VisionLLM(nn.Module):
         config = VisionLLMConfig.load(checkpoint_dir / CONFIG_FILE)
         if frozen_dtype is not None:
             config.frozen_dtype = frozen_dtype
-            config.__post_init__()
+        if vpg_source is not None:
+            config.vpg_source = str(vpg_source)
+        if llm_source is not None:
+            config.llm_source = str(llm_source)
+        config.__post_init__()
+        for name in ("vpg_source", "llm_source"):
+            source = getattr(config, name)
+            if Path(source).is_absolute() and not Path(source).exists():
+                raise FileNotFoundError(
+                    f"{checkpoint_dir / CONFIG_FILE}: {name} {source} does not exist (moved or on another "
+                    f"machine?); pass VisionLLM.from_pretrained(..., {name}=NEW_PATH)"
+                )
         dtype = DTYPES[config.frozen_dtype]
         vpg = VisualPromptGenerator.from_spec(config.vpg_spec(), dtype=dtype, seed=config.seed)
         llm = AutoModelForCausalLM.from_pretrained(config.llm_source, dtype=dtype)

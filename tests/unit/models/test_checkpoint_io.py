@@ -153,3 +153,21 @@ def test_lavis_sourced_model_round_trips(tmp_path, batch_factory, to_lavis) -> N
     again = VisionLLM.from_pretrained(out)
     with torch.no_grad():
         assert torch.equal(again(**batch).loss, model(**batch).loss)
+
+
+def test_moved_sources_are_named_and_can_be_redirected(tmp_path, batch_factory) -> None:
+    import shutil
+
+    from vict.models.builders import tiny_sources
+
+    model = build_tiny(peft="lora", seed=0, cache_dir=tmp_path / "cache")
+    perturb_trainable(model)
+    out = model.save_pretrained(tmp_path / "ckpt")
+    blip_dir, _ = tiny_sources(tmp_path / "cache", seed=0)
+    moved = shutil.move(str(blip_dir), str(tmp_path / "moved_blip2"))
+    with pytest.raises(FileNotFoundError, match=r"vpg_source .* does not exist.*vpg_source=NEW_PATH"):
+        VisionLLM.from_pretrained(out)
+    again = VisionLLM.from_pretrained(out, vpg_source=moved)
+    batch = batch_factory(model, PROMPTS, TARGETS)
+    with torch.no_grad():
+        assert torch.equal(again(**batch).loss, model(**batch).loss)
