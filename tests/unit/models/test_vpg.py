@@ -209,3 +209,34 @@ def test_old_and_wrapped_key_layouts_load_identically(tmp_path, blip_dir, refere
     x = pixels()
     with torch.no_grad():
         torch.testing.assert_close(vpg(x), reference_queries(reference, x), rtol=0, atol=1e-6)
+
+
+def test_lavis_config_inference_recovers_the_released_vit_g_sizes() -> None:
+    from vict.models.builders import paper_blip2_config
+    from vict.models.lavis import infer_blip2_config
+
+    config = paper_blip2_config()
+    with torch.device("meta"):
+        vpg = VisualPromptGenerator.from_config(config)
+    inferred = infer_blip2_config(dict(vpg.state_dict()), "blip2_pretrained_opt2.7b.pth")
+    for sub, fields in {
+        "vision_config": (
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "image_size",
+            "patch_size",
+        ),
+        "qformer_config": (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "cross_attention_frequency",
+        ),
+    }.items():
+        for name in fields:
+            assert getattr(getattr(inferred, sub), name) == getattr(getattr(config, sub), name), f"{sub}.{name}"
+    assert inferred.num_query_tokens == 32
+    assert (inferred.vision_config.num_hidden_layers, inferred.vision_config.image_size) == (39, 224)
