@@ -286,8 +286,12 @@ def build_paper(
     seed: int = 0,
 ) -> VisionLLM:
     """The paper's setting: BLIP-2 ViT-g + Q-Former of ``Salesforce/blip2-opt-2.7b`` (32 original + 32 extra
-    queries) + LLaMA-7B with LoRA (r=8, alpha=16, q_proj/v_proj) or LLaMA-Adapter (10 prompts, top 2 layers...
-    see ``PeftSettings`` defaults). Downloads/reads the real weights; frozen parts in ``frozen_dtype``."""
+    queries) + LLaMA-7B, with the ``PeftSettings`` defaults: LoRA r=8, alpha=16 on q_proj/v_proj, or
+    LLaMA-Adapter with 10 prompt tokens in the top 2 layers (pass a ``PeftSettings`` to change them).
+
+    Reads the real weights (only the VPG tensors of the BLIP-2 checkpoint; the LLM via
+    ``AutoModelForCausalLM``); frozen parts in ``frozen_dtype``. ``paper_footprint`` counts the same model
+    without any weights."""
     return build_vision_llm(
         vpg_source, llm_source, peft=peft, num_extra_queries=num_extra_queries, frozen_dtype=frozen_dtype, seed=seed
     )

@@ -25,7 +25,7 @@ from vict.constants import IGNORE_INDEX, IMAGE_SLOT_ID
 from vict.models.summary import parameter_table
 from vict.models.vpg import VisualPromptGenerator, VPGSpec
 from vict.peft import PeftSettings, apply_peft
-from vict.peft.trainable import count_by_part, is_trainable, mark_trainable, set_frozen_eval
+from vict.peft.trainable import count_by_part, is_trainable, mark_trainable, set_frozen_eval, trainable_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -231,10 +231,12 @@ class VisionLLM(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Detached copies of every trainable parameter (the single predicate), keyed by full name."""
-        return {n: p.detach().clone() for n, p in self.named_parameters() if is_trainable(n)}
+        return trainable_state_dict(self)
 
     # --------------------------------------------------------------------------------------------- inputs
-    def encode_images(self, pixel_values: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None):
+    def encode_images(
+        self, pixel_values: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Visual tokens ``(b, n_visual, d_llm)`` in the LLM's dtype, from ``pixel_values (b, 3, S, S)`` or
         from cached vision-tower outputs ``image_embeds (b, n_patches + 1, d_vision)``."""
         if image_embeds is None:
