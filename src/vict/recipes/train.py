@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,7 +128,12 @@ class TrainRecipe:
             torch.set_num_threads(tc.num_threads)
         if tc.mixed_precision == "fp16" and not torch.cuda.is_available():
             raise ValueError("train.mixed_precision=fp16 needs a GPU; on CPU use bf16 or no")
-        self.accelerator = Accelerator(mixed_precision=tc.mixed_precision)
+        # accelerate recognises a multi-process CPU run (gloo) only with cpu=True: without it, torchrun's ranks
+        # each train alone on a machine without GPUs.
+        multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.accelerator = Accelerator(
+            mixed_precision=tc.mixed_precision, cpu=multi_process and not torch.cuda.is_available()
+        )
         acc = self.accelerator
         self.rank, self.world_size = acc.process_index, acc.num_processes
         self.is_main = acc.is_main_process

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,9 @@ EPILOG = """examples:
 
 distributed (the same command, every process runs it; rank 0 writes):
   torchrun --nproc_per_node 2 -m vict train configs/world/vict_lora.yaml               # CPU (gloo) or GPUs
+  accelerate launch --multi_gpu --num_processes 2 -m vict train configs/world/vict_lora.yaml   # also on CPU
   accelerate launch --config_file configs/accelerate/ddp.yaml -m vict train configs/llama7b/coco_gqa_vict_lora.yaml
+  (note: `accelerate launch --cpu --num_processes 2` starts ONE process in accelerate 1.15; use the above)
 
 outputs in train.output_dir: checkpoints/step-N/ (resumable), final/ (VisionLLM.from_pretrained),
 config.yaml, metrics.jsonl, loss.png, tensorboard/ (when tensorboard is installed).
@@ -72,8 +75,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    main_process = os.environ.get("RANK", "0") == "0"  # torchrun / accelerate launch: rank 0 reports
     if result.stopped_by:
-        print(f"stopped by {result.stopped_by} at step {result.step}; checkpoint: {result.last_checkpoint}")
+        if main_process:
+            print(f"stopped by {result.stopped_by} at step {result.step}; checkpoint: {result.last_checkpoint}")
         return 130
-    print(f"trained {result.step} steps; model: {result.final_dir}; records: {result.output_dir}")
+    if main_process:
+        print(f"trained {result.step} steps; model: {result.final_dir}; records: {result.output_dir}")
     return 0
