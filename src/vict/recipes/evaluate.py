@@ -205,7 +205,7 @@ class VictRunner:
     def answer(
         self, images: Sequence[Path], questions: Sequence[str], captions: Sequence[str] | None, style: str = "short"
     ) -> list[str]:
-        from vict.recipes.generate import answer_questions
+        from vict.recipes.generate import EMPTY_CAPTION, answer_questions
 
         s = self.setup
         mode = "caption" if captions is not None else "none"
@@ -214,7 +214,7 @@ class VictRunner:
             images,
             questions,
             mode=mode,
-            captions=[c if c.strip() else "." for c in captions] if captions is not None else None,
+            captions=[c if c.strip() else EMPTY_CAPTION for c in captions] if captions is not None else None,
             style=style,
             batch_size=self.batch_size,
             max_new_tokens=self.max_new_tokens,
