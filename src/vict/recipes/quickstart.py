@@ -1,0 +1,425 @@
+"""``vict quickstart``: the paper in miniature, offline, through the same code paths as a GPU run on COCO + GQA.
+
+Stages (each printed with its name and the estimated time left):
+1. ``world``: generate the miniature world (COCO/GQA formats) into ``DIR/world``;
+2. ``zoo``: build or reuse the miniature model zoo (tiny BLIP-2 with its OPT, tiny LLaMA) in ``DIR/zoo``;
+3. ``train vict-lora`` / ``train vict-llama_adapter``: VICT on the target LLaMA with the zoo BLIP-2's frozen
+   VPG, extra queries, a projection and LoRA or LLaMA-Adapter (``vict.recipes.train``);
+4. ``eval``: the source BLIP-2 (BLIP-2 baseline path) and both VICT models on the test split, captioning and
+   GQA without context / with the gold caption / with the model's own caption (``vict.recipes.evaluate``);
+5. ``similarity``: the source Q-Former tokens against the source LM's and the target LM's vocabularies;
+6. ``report``: ``DIR/report.json``, ``DIR/report.md`` and the plots, and the tables printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+EPILOG = """examples:
+  vict quickstart --preset fast                 # about 3 minutes on 2 CPU cores (CI uses this)
+  vict quickstart                               # the default preset: about 15 minutes, clearer effects
+  vict quickstart --out runs/qs --seed 1        # another seed; the zoo is cached in runs/qs/zoo/<hash>/
+
+outputs: DIR/report.md and DIR/report.json (captioning, gqa, baselines, similarity, trainable_parameters,
+timings, config), DIR/similarity.png, DIR/gqa_context.png, DIR/runs/<row>/ (checkpoints), DIR/eval/ (predictions).
+A rerun with the same seed reuses the zoo and gives the same numbers.
+"""
+
+ROWS: tuple[str, ...] = ("blip2-source", "vict-lora", "vict-llama_adapter")
+CAPTION_KEYS: tuple[str, ...] = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
+GQA_SETTINGS: tuple[str, ...] = ("none", "caption", "self")
+
+
+@dataclass(frozen=True)
+class QuickstartPreset:
+    """Everything a quickstart run decides, apart from the seed."""
+
+    world_images: int
+    """Images of the generated world (80% train, 10% val, 10% test)."""
+    zoo: str
+    """Zoo preset (``vict.zoo.presets``)."""
+    train_steps: int
+    """VICT optimiser steps per PEFT type."""
+    batch_size: int
+    lr: float
+    num_extra_queries: int
+    fast_caption_metrics: bool
+    """Skip METEOR and SPICE (their JVMs cost ~20 s each); they are then reported as unavailable."""
+    similarity_images: int
+    eta_s: dict[str, float]
+    """Nominal seconds per stage on 2 busy CPU cores, for the time-left estimate."""
+
+
+PRESETS: dict[str, QuickstartPreset] = {
+    "fast": QuickstartPreset(
+        world_images=300,
+        zoo="fast",
+        train_steps=60,
+        batch_size=16,
+        lr=2e-3,
+        num_extra_queries=8,
+        fast_caption_metrics=True,
+        similarity_images=20,
+        eta_s={
+            "world": 2,
+            "zoo": 70,
+            "train vict-lora": 25,
+            "train vict-llama_adapter": 25,
+            "eval": 45,
+            "similarity": 3,
+            "report": 1,
+        },
+    ),
+    "default": QuickstartPreset(
+        world_images=1000,
+        zoo="default",
+        train_steps=300,
+        batch_size=16,
+        lr=2e-3,
+        num_extra_queries=8,
+        fast_caption_metrics=False,
+        similarity_images=50,
+        eta_s={
+            "world": 5,
+            "zoo": 330,
+            "train vict-lora": 120,
+            "train vict-llama_adapter": 120,
+            "eval": 200,
+            "similarity": 5,
+            "report": 2,
+        },
+    ),
+}
+
+
+class StageClock:
+    """Names each stage, times it and estimates the time left from the nominal durations, rescaled by how fast
+    the finished stages ran against their nominal times."""
+
+    def __init__(self, eta_s: dict[str, float], printer: Callable[[str], None] = print) -> None:
+        self.eta_s, self.printer = dict(eta_s), printer
+        self.timings: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def left(self, after: str | None) -> float:
+        names = list(self.eta_s)
+        remaining = names[names.index(after) + 1 :] if after else names
+        done = [n for n in self.timings if n in self.eta_s]
+        nominal_done = sum(self.eta_s[n] for n in done)
+        speed = sum(self.timings[n] for n in done) / nominal_done if nominal_done else 1.0
+        return speed * sum(self.eta_s[n] for n in remaining)
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        k = list(self.eta_s).index(name) + 1
+        self.printer(
+            f"[{k}/{len(self.eta_s)} {name}] started; estimated time left ~{self.left(None if k == 1 else list(self.eta_s)[k - 2]):.0f}s"
+        )
+        t = time.perf_counter()
+        out = fn()
+        self.timings[name] = round(time.perf_counter() - t, 2)
+        self.printer(
+            f"[{k}/{len(self.eta_s)} {name}] done in {self.timings[name]:.0f}s; estimated time left ~{self.left(name):.0f}s"
+        )
+        return out
+
+    @property
+    def total(self) -> float:
+        return round(time.perf_counter() - self._start, 2)
+
+
+def train_config(preset: QuickstartPreset, peft: str, world: Path, zoo: Any, out: Path, seed: int) -> dict[str, Any]:
+    """The VICT training config (a ``vict.config`` dict) of one row: the zoo's BLIP-2 as frozen VPG, the
+    zoo's LLaMA as target LM."""
+    peft_cfg: dict[str, Any] = {"type": peft}
+    if peft == "lora":
+        peft_cfg |= {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
+    else:
+        peft_cfg |= {"adapter_len": 10, "adapter_layers": 2}
+    return {
+        "model": {
+            "builder": "hf",
+            "vpg_source": str(zoo.blip2_dir),
+            "llm_source": str(zoo.target_lm_dir),
+            "num_extra_queries": preset.num_extra_queries,
+            "frozen_dtype": "float32",
+        },
+        "peft": peft_cfg,
+        "data": {"world": str(world), "train_split": "train", "val_split": "val", "max_length": 128},
+        "train": {
+            "output_dir": str(out),
+            "seed": seed,
+            "max_steps": preset.train_steps,
+            "batch_size": preset.batch_size,
+            "lr": preset.lr,
+            "projection_lr": preset.lr,
+            "warmup_steps": max(1, preset.train_steps // 20),
+            "schedule": "cosine",
+            "save_every": 0,
+            "eval_every": 0,
+            "val_batches": 2,
+            "sample_every": 0,
+            "sample_count": 0,
+            "log_every": 10,
+            "num_threads": 1,
+        },
+    }
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 2)
+
+
+def caption_row(report: dict[str, Any]) -> dict[str, float | None]:
+    """The six caption metrics (x100) of one ``evaluate_model`` report; ``None`` where unavailable."""
+    cap = report.get("caption") or {}
+    return {k: _pct(cap.get(k)) for k in CAPTION_KEYS}
+
+
+def gqa_row(report: dict[str, Any]) -> dict[str, float | None]:
+    """Short-answer accuracy (percent, normalised rule) per context setting of one report."""
+    gqa = report.get("gqa") or {}
+    return {s: _pct(gqa[s]["vqa"]["accuracy"]) if s in gqa else None for s in GQA_SETTINGS}
+
+
+def blind_baselines(world: Path, split: str = "test") -> dict[str, float]:
+    """Majority-answer and question-only accuracy (percent), fitted on train, scored on ``split``."""
+    from vict.data.world.baselines import majority_answer_accuracy, question_only_accuracy
+
+    ann = world / "annotations"
+    train = json.loads((ann / "train_balanced_questions.json").read_text())
+    test = json.loads((ann / f"{split}_balanced_questions.json").read_text())
+    answer, majority = majority_answer_accuracy(train, test)
+    question_only = question_only_accuracy(train, test)
+    return {
+        "majority": round(100 * majority, 2),
+        "majority_answer": answer,
+        "question_only": round(100 * question_only["best"], 2),
+    }
+
+
+def plot_gqa(gqa: dict[str, dict[str, float | None]], baselines: dict[str, float], path: Path) -> Path:
+    """Bar chart of GQA accuracy by context setting per row, with the blind baselines as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / max(1, len(gqa))
+    for i, (row, accs) in enumerate(gqa.items()):
+        xs = [j + i * width for j in range(len(GQA_SETTINGS))]
+        ax.bar(xs, [accs[s] or 0.0 for s in GQA_SETTINGS], width, label=row)
+    ax.axhline(baselines["majority"], color="grey", linestyle=":", label="majority answer")
+    ax.axhline(baselines["question_only"], color="black", linestyle="--", label="question only")
+    ax.set_xticks([j + width * (len(gqa) - 1) / 2 for j in range(len(GQA_SETTINGS))], list(GQA_SETTINGS))
+    ax.set_ylabel("GQA short-answer accuracy (%)")
+    ax.set_xlabel("context")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """``report.md``: the captioning and GQA tables, baselines, similarity and timings."""
+    from vict.eval.report import markdown_table
+
+    cfg = report["config"]
+    lines = [
+        "# vict quickstart: the paper in miniature",
+        "",
+        f"Preset `{cfg['preset']}`, seed {cfg['seed']}. These numbers come from the procedurally generated "
+        f"miniature world ({cfg['world_images']} images of coloured shapes) and the tiny models `vict` built "
+        "from it, not from COCO/GQA.",
+        "",
+        "## Captioning (test split, x100)",
+        "",
+        markdown_table(
+            ["model", *CAPTION_KEYS], [[row, *vals.values()] for row, vals in report["captioning"].items()]
+        ),
+        "",
+        "## GQA short-answer accuracy, % (test split)",
+        "",
+        markdown_table(
+            ["model", "no context", "gold caption", "own caption"],
+            [[row, *vals.values()] for row, vals in report["gqa"].items()],
+        ),
+        "",
+        f"Blind baselines (fitted on train): majority answer ({report['baselines']['majority_answer']!r}) "
+        f"{report['baselines']['majority']}%, question only {report['baselines']['question_only']}%.",
+        "",
+        "## Q-Former token / vocabulary similarity (max cosine to any word embedding)",
+        "",
+        markdown_table(
+            ["against", "mean", "median", "max", "fraction > 0.5"],
+            [
+                [name, s.get("mean"), s.get("median"), s.get("max"), s.get("frac_above_0.5")]
+                for name, s in report["similarity"].items()
+            ],
+        ),
+        "",
+        "![similarity](similarity.png) ![gqa](gqa_context.png)",
+        "",
+        "## Trainable parameters",
+        "",
+        markdown_table(["model", "trainable"], [[k, v] for k, v in report["trainable_parameters"].items()]),
+        "",
+        "## Timings (s)",
+        "",
+        markdown_table(["stage", "seconds"], [[k, v] for k, v in report["timings"].items()]),
+        "",
+        "Notes: `blip2-source` is the zoo's BLIP-2 through the plain BLIP-2 evaluation path (LAVIS prompts); its",
+        "trainable count is what its captioning training tuned. Caption metrics shown as empty were unavailable",
+        "(see `eval/report.json` notes). Greedy decoding throughout.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def quickstart(
+    out: Path, preset: str = "default", seed: int = 0, printer: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run every stage into ``out`` and return the report (also written to ``out/report.json``)."""
+    from vict.config import config_from_dict
+    from vict.data.world import generate_world
+    from vict.eval.analyze_cli import analyze_series
+    from vict.eval.blip2_baseline import Blip2Baseline
+    from vict.eval.captioning import CAPTION_METRICS, FAST_CAPTION_METRICS
+    from vict.eval.similarity import plot_similarity_histogram
+    from vict.recipes.evaluate import evaluate_model
+    from vict.recipes.generate import load_for_inference
+    from vict.recipes.train import train
+    from vict.zoo import build_zoo
+
+    if preset not in PRESETS:
+        raise ValueError(f"--preset {preset!r}: use one of {sorted(PRESETS)}")
+    p = PRESETS[preset]
+    out = Path(out)
+    world = out / "world"
+    clock = StageClock(p.eta_s, printer)
+
+    def make_world() -> None:
+        generate_world(world, images=p.world_images, seed=seed, overwrite=True)
+
+    clock.run("world", make_world)
+    zoo = clock.run("zoo", lambda: build_zoo(world, out, p.zoo, seed=seed, progress=printer))
+
+    finals: dict[str, Path] = {}
+    for peft in ("lora", "llama_adapter"):
+        row = f"vict-{peft}"
+        cfg = config_from_dict(train_config(p, peft, world, zoo, out / "runs" / row, seed), source=f"quickstart {row}")
+
+        def run_training(cfg: Any = cfg) -> Path:
+            result = train(cfg)
+            if result.final_dir is None:
+                raise RuntimeError(f"training of {cfg.train.output_dir} stopped before the end ({result.stopped_by})")
+            return result.final_dir
+
+        finals[row] = clock.run(f"train {row}", run_training)
+
+    metrics = FAST_CAPTION_METRICS if p.fast_caption_metrics else CAPTION_METRICS
+
+    def evaluate_all() -> tuple[dict[str, Any], dict[str, Any]]:
+        reports, models = {}, {}
+        blip2 = Blip2Baseline.from_pretrained(zoo.blip2_dir)
+        models["blip2-source"] = blip2
+        for row in ROWS:
+            target = blip2 if row == "blip2-source" else load_for_inference(finals[row])
+            if row != "blip2-source":
+                models[row] = target
+            reports[row] = evaluate_model(
+                target, world, split="test", out_dir=out / "eval", name=row, caption_metrics=metrics
+            )
+        return reports, models
+
+    reports, models = clock.run("eval", evaluate_all)
+
+    def similarity() -> dict[str, Any]:
+        from PIL import Image
+
+        test_ids = [
+            im["file_name"] for im in json.loads((world / "annotations" / "captions_test.json").read_text())["images"]
+        ]
+        images = [Image.open(world / "images" / f).convert("RGB") for f in test_ids[: p.similarity_images]]
+        blip2 = models["blip2-source"]
+        with torch.no_grad():
+            source_tokens = blip2.visual_tokens(images)
+            vict = models["vict-lora"].model
+            target_tokens = vict.encode_images(vict.vpg.preprocess(images))
+        series = {
+            "source_lm": analyze_series(source_tokens, blip2.input_embeddings(), blip2.tokenizer),
+            "target_lm": analyze_series(
+                target_tokens, vict.llm.get_input_embeddings().weight.detach(), vict.tokenizer
+            ),
+        }
+        plot_similarity_histogram(
+            {"source Q-Former -> source LM (BLIP-2 projection)": series["source_lm"]["values"],
+             "source Q-Former -> target LM (VICT-LoRA projection)": series["target_lm"]["values"]},
+            out / "similarity.png",
+        )  # fmt: skip
+        return {
+            k: v["stats"] | {"tokens_per_image": v["tokens_per_image"], "images": v["images"]}
+            for k, v in series.items()
+        }
+
+    sim = clock.run("similarity", similarity)
+
+    def write() -> dict[str, Any]:
+        baselines = blind_baselines(world)
+        trainable = {"blip2-source": zoo.manifest()["blip2"]["trained_parameters"]}
+        for row in ROWS[1:]:
+            trainable[row] = int(models[row].model.trainable_parameters_by_part()["trainable"])
+        report = {
+            "captioning": {row: caption_row(reports[row]) for row in ROWS},
+            "gqa": {row: gqa_row(reports[row]) for row in ROWS},
+            "baselines": baselines,
+            "similarity": sim,
+            "trainable_parameters": trainable,
+            "timings": {},
+            "config": {
+                "preset": preset,
+                "seed": seed,
+                "world_images": p.world_images,
+                "quickstart": asdict(p),
+                "zoo": {"key": zoo.key, "dir": str(zoo.root), "reused": zoo.reused, **zoo.manifest()["config"]},
+                "train": {
+                    row: train_config(p, row.split("-", 1)[1], world, zoo, out / "runs" / row, seed)
+                    for row in ROWS[1:]
+                },
+                "caption_metrics": list(metrics),
+            },
+            "zoo_quality": zoo.manifest()["blip2"]["quality_val"],
+        }
+        plot_gqa(report["gqa"], baselines, out / "gqa_context.png")
+        return report
+
+    report = clock.run("report", write)
+    report["timings"] = dict(clock.timings) | {"total": clock.total}
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(markdown(report))
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``--out``, ``--preset`` and ``--seed``."""
+    parser.add_argument("--out", default="vict-quickstart", help="output folder (default: ./vict-quickstart)")
+    parser.add_argument(
+        "--preset", default="default", choices=sorted(PRESETS), help="fast (~3 min) or default (~15 min)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the world, the zoo and the trainings")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the quickstart and print the report's tables."""
+    report = quickstart(Path(args.out), args.preset, args.seed)
+    print(markdown(report))
+    print(f"wrote {Path(args.out) / 'report.md'} and {Path(args.out) / 'report.json'}")
+    return 0
