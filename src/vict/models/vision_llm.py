@@ -423,7 +423,9 @@ class VisionLLM(nn.Module):
             own = {n: p for n, p in self.trainable_state_dict().items() if not n.startswith("llm.")}
             save_tensors(own, tmp / TRAINABLE_FILE, metadata={"format": "pt", "vict": self.config.vict_version})
             if self.config.peft.type != "none":
-                self.llm.save_pretrained(str(tmp / ADAPTER_DIR))
+                # save_embedding_layers=False: with LoRA on lm_head/embed_tokens, peft would otherwise also save the
+                # frozen base matrices (vocab x d: 500 MB for LLaMA-7B), which the LLM source already holds.
+                self.llm.save_pretrained(str(tmp / ADAPTER_DIR), save_embedding_layers=False)
                 # peft writes a boilerplate model card; the checkpoint's config.json is the description.
                 (tmp / ADAPTER_DIR / "README.md").unlink(missing_ok=True)
             if self.tokenizer is not None:

@@ -171,3 +171,18 @@ def test_moved_sources_are_named_and_can_be_redirected(tmp_path, batch_factory) 
     batch = batch_factory(model, PROMPTS, TARGETS)
     with torch.no_grad():
         assert torch.equal(again(**batch).loss, model(**batch).loss)
+
+
+def test_lora_on_lm_head_saves_only_the_lora_tensors(tmp_path, batch_factory) -> None:
+    from vict.peft import PeftSettings
+
+    settings = PeftSettings(type="lora", r=2, alpha=4, dropout=0.0, target_modules=["q_proj", "v_proj", "lm_head"])
+    model = build_tiny(peft=settings, seed=0)
+    perturb_trainable(model)
+    out = model.save_pretrained(tmp_path / "ckpt")
+    adapter = load_tensors(out / "adapter" / "adapter_model.safetensors")
+    assert adapter and all(".lora_A." in k or ".lora_B." in k for k in adapter), sorted(adapter)
+    assert sum(v.numel() for v in adapter.values()) == model.trainable_parameters_by_part()["peft"]
+    batch = batch_factory(model, PROMPTS, TARGETS)
+    with torch.no_grad():
+        assert torch.equal(VisionLLM.from_pretrained(out)(**batch).loss, model(**batch).loss)
