@@ -50,6 +50,10 @@ class QuickstartPreset:
     """VICT optimiser steps per PEFT type."""
     batch_size: int
     lr: float
+    """Peak learning rate of LoRA, the extra queries and the projection."""
+    adapter_lr: float
+    """Peak learning rate for the LLaMA-Adapter row: its zero-initialised gates start it slower than LoRA
+    (measured at 2e-3 after 60 steps: val loss 2.25 vs LoRA's 1.76, and empty generations)."""
     num_extra_queries: int
     fast_caption_metrics: bool
     """Skip METEOR and SPICE (their JVMs cost ~20 s each); they are then reported as unavailable."""
@@ -62,9 +66,10 @@ PRESETS: dict[str, QuickstartPreset] = {
     "fast": QuickstartPreset(
         world_images=300,
         zoo="fast",
-        train_steps=60,
+        train_steps=100,
         batch_size=16,
         lr=2e-3,
+        adapter_lr=5e-3,
         num_extra_queries=8,
         fast_caption_metrics=True,
         similarity_images=20,
@@ -84,6 +89,7 @@ PRESETS: dict[str, QuickstartPreset] = {
         train_steps=300,
         batch_size=16,
         lr=2e-3,
+        adapter_lr=5e-3,
         num_extra_queries=8,
         fast_caption_metrics=False,
         similarity_images=50,
@@ -139,6 +145,7 @@ def train_config(preset: QuickstartPreset, peft: str, world: Path, zoo: Any, out
     """The VICT training config (a ``vict.config`` dict) of one row: the zoo's BLIP-2 as frozen VPG, the
     zoo's LLaMA as target LM."""
     peft_cfg: dict[str, Any] = {"type": peft}
+    lr = preset.lr if peft == "lora" else preset.adapter_lr
     if peft == "lora":
         peft_cfg |= {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
     else:
@@ -158,7 +165,7 @@ def train_config(preset: QuickstartPreset, peft: str, world: Path, zoo: Any, out
             "seed": seed,
             "max_steps": preset.train_steps,
             "batch_size": preset.batch_size,
-            "lr": preset.lr,
+            "lr": lr,
             "projection_lr": preset.lr,
             "warmup_steps": max(1, preset.train_steps // 20),
             "schedule": "cosine",

@@ -172,7 +172,14 @@ def _build_into(root: Path, world_dir: Path, config: ZooConfig, seed: int, progr
     val_refs = [im.captions for im in val]
     untrained = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
     blip2_trace = blip2_lib.train_blip2(
-        model, train_pixels, train_caps, config.blip2, source_tok.pad_token_id, seed * 1000 + 6, progress
+        model,
+        train_pixels,
+        train_caps,
+        config.blip2,
+        source_tok.pad_token_id,
+        seed * 1000 + 6,
+        progress,
+        replay_texts=lm.encode_texts(source_tok, train_texts, max_len),
     )
     trained = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
     blip2_lib.save_blip2(model, processor, root / "blip2")

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ZOO_FORMAT_VERSION = 1
+ZOO_FORMAT_VERSION = 2
 """Bump when the zoo's layout or training code changes what a given config produces."""
 
 MANIFEST = "zoo.json"
