@@ -1,0 +1,152 @@
+"""Training throughput with each efficiency switch on and off, side by side, as ratios.
+
+    python benchmarks/train_throughput.py                      # world config, a fresh 200-image world
+    python benchmarks/train_throughput.py --steps 30 --repeats 3 --config configs/world/vict_llama_adapter.yaml
+
+Switches (each turned off alone, then all off, against the default "all on"):
+
+- ``logits_on_labelled_only``: the LM head runs only at target positions (``VisionLLM`` config flag) instead
+  of producing ``(b, L, vocab)`` logits;
+- ``group_by_length``: length-grouped batches (``vict.training.sampler``) instead of random ones;
+- ``frozen_eval_no_grad``: frozen parts in eval mode and out of autograd (the model's default) versus what a
+  naive loop does: everything in train mode (frozen dropout fires) and ``requires_grad=True`` on frozen
+  weights (their gradients are computed, then ignored by the optimizer).
+
+A vision-feature cache is not implemented in ``vict train`` yet, so it is not measured here.
+
+Each variant runs the recipe's real pipeline (PNG decode, image processor, collator, forward, backward, AdamW
+step) for ``--steps`` timed steps after ``--warmup`` untimed ones; variants are interleaved and repeated
+``--repeats`` times and the median is reported, because a shared CPU is noisy. Throughput: samples/s and
+non-pad tokens/s (attention-mask ones, visual slots included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vict.config import load_config
+from vict.recipes.train import TrainRecipe
+from vict.training.sampler import BatchPlan
+
+ROOT = Path(__file__).resolve().parents[1]
+SWITCHES = ("logits_on_labelled_only", "group_by_length", "frozen_eval_no_grad")
+
+
+def _set_switches(recipe: TrainRecipe, on: dict[str, bool], frozen: list[nn.Parameter]) -> None:
+    model = recipe.model
+    model.config.logits_on_labelled_only = on["logits_on_labelled_only"]
+    plan = recipe.plan
+    recipe.plan = BatchPlan(
+        num_examples=plan.num_examples,
+        batch_size=plan.batch_size,
+        world_size=plan.world_size,
+        seed=plan.seed,
+        group_by_length=on["group_by_length"],
+        group_size=plan.group_size,
+        length_of=plan.length_of,
+    )
+    efficient = on["frozen_eval_no_grad"]
+    for p in frozen:
+        p.requires_grad_(not efficient)
+    if efficient:
+        model.train = types.MethodType(type(model).train, model)  # the model's own: frozen parts stay in eval
+    else:
+        model.train = types.MethodType(nn.Module.train, model)  # naive: every submodule in train mode
+
+
+def _measure(recipe: TrainRecipe, steps: int, warmup: int) -> tuple[float, float, float]:
+    """``(samples/s, non-pad tokens/s, padding fraction)`` over ``steps`` timed optimizer steps."""
+    model, optimizer = recipe.model, recipe.optimizer
+    model.train()
+    batches = recipe._batches(0)
+    samples = tokens = cells = 0
+    start = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            start = time.perf_counter()
+            samples = tokens = cells = 0
+        batch = next(batches)
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for p in model.parameters():  # frozen weights that got gradients in the naive variant
+            p.grad = None
+        samples += batch["input_ids"].shape[0]
+        tokens += int(batch["attention_mask"].sum())
+        cells += batch["attention_mask"].numel()
+    elapsed = time.perf_counter() - start
+    return samples / elapsed, tokens / elapsed, 1.0 - tokens / cells
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "configs/world/vict_lora.yaml"), help="training config")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides of the config")
+    parser.add_argument("--world", type=Path, default=None, help="world dir (default: generate 200 images)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="vict-bench-"))
+    world = args.world
+    if world is None:
+        from vict.data.world import generate_world
+
+        world = tmp / "world"
+        generate_world(world, images=200, seed=0)
+    cfg = load_config(
+        args.config,
+        [f"data.world={world}", f"train.output_dir={tmp / 'run'}", "train.val_batches=0", *args.overrides],
+    )
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    recipe = TrainRecipe(cfg)
+    recipe.setup()
+    frozen = [p for p in recipe.model.parameters() if not p.requires_grad]
+
+    all_on = dict.fromkeys(SWITCHES, True)
+    variants = {"all on (default)": all_on}
+    for name in SWITCHES:
+        variants[f"{name} off"] = {**all_on, name: False}
+    variants["all off"] = dict.fromkeys(SWITCHES, False)
+
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name, on in variants.items():
+            _set_switches(recipe, on, frozen)
+            results[name].append(_measure(recipe, args.steps, args.warmup))
+    _set_switches(recipe, all_on, frozen)
+
+    base_s = statistics.median(r[0] for r in results["all on (default)"])
+    base_t = statistics.median(r[1] for r in results["all on (default)"])
+    print(
+        f"\ntrain throughput: {Path(args.config).name}, batch {cfg.train.batch_size}, {args.steps} steps x "
+        f"{args.repeats} repeats (median), torch threads {torch.get_num_threads()}"
+    )
+    header = (
+        f"{'variant':32} {'samples/s':>10} {'tokens/s':>10} {'pad %':>6} {'on/off samples':>15} {'on/off tokens':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name in variants:
+        s = statistics.median(r[0] for r in results[name])
+        t = statistics.median(r[1] for r in results[name])
+        pad = statistics.median(r[2] for r in results[name])
+        print(f"{name:32} {s:10.1f} {t:10.0f} {100 * pad:6.1f} {base_s / s:14.2f}x {base_t / t:13.2f}x")
+    print("on/off: throughput of the default divided by the variant's (> 1: the switch helps)")
+    recipe.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
