@@ -143,10 +143,16 @@ def _fetch(source: str | Path, filename: str, required: bool) -> Path | None:
             )
         return None
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
         return Path(hf_hub_download(str(source), filename))
+    except LocalEntryNotFoundError as err:
+        # Offline and not cached: whether the file exists is unknown, so "absent" would be a guess.
+        raise FileNotFoundError(
+            f"{source}: {filename} is not in the local Hugging Face cache and the hub cannot be reached; connect "
+            "once (or download the repository and pass its local directory)"
+        ) from err
     except EntryNotFoundError:
         if required:
             raise

@@ -240,3 +240,15 @@ def test_lavis_config_inference_recovers_the_released_vit_g_sizes() -> None:
             assert getattr(getattr(inferred, sub), name) == getattr(getattr(config, sub), name), f"{sub}.{name}"
     assert inferred.num_query_tokens == 32
     assert (inferred.vision_config.num_hidden_layers, inferred.vision_config.image_size) == (39, 224)
+
+
+def test_hub_source_offline_and_uncached_is_a_clear_error(monkeypatch) -> None:
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(repo_id: str, filename: str, **_: object) -> str:
+        raise LocalEntryNotFoundError("cannot reach the hub")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(FileNotFoundError, match=r"Salesforce/blip2-opt-2\.7b: config\.json is not in the local"):
+        VisualPromptGenerator.from_pretrained("Salesforce/blip2-opt-2.7b")
