@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 # name -> (module, one-line summary). Keep sorted by the order a newcomer meets them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; callable from tests as ``main([...])``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # peft calls a transformers API deprecated in 5.x on every model build; the warning is not the user's to act on.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     if not argv or argv[0] not in COMMANDS:
         parser = _parser()
         args = parser.parse_args(argv)
