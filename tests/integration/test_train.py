@@ -122,12 +122,24 @@ def test_frozen_parameters_stay_bit_identical(world: Path, tmp_path: Path):
     changed = {n for n in trainable if not torch.equal(dict(model.named_parameters())[n], before[n])}
     assert any(n.startswith("projection.") for n in changed) and any("extra_quer" in n for n in changed)
     assert any("lora_" in n for n in changed)
-    # Frozen modules stayed in eval mode during training (their dropout never fired).
-    assert not model.vpg.training or all(
-        not m.training
-        for m in model.vpg.modules()
-        if not any(p.requires_grad for p in m.parameters(recurse=False)) and not list(m.children())
-    )
+    # The model is still in training mode, yet every dropout of the frozen parts is in eval mode (never fired);
+    # only LoRA's own dropout trains.
+    assert model.training
+    dropouts = {n: m.training for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    assert dropouts and all(not on for n, on in dropouts.items() if "lora_" not in n), dropouts
+    assert all(on for n, on in dropouts.items() if "lora_" in n)
+
+
+def test_instruction_kinds_follow_the_configured_ratios(world: Path, tmp_path: Path):
+    overrides = [f"data.world={world}", f"train.output_dir={tmp_path}", "train.val_batches=0"]
+    overrides += ["data.ratios={cap: 0, qa: 3, qa_cap: 0, cap_qa: 1, qa_qa: 0}", "data.sentence_ratio=0.0"]
+    recipe = TrainRecipe(load_config(LORA, overrides))
+    recipe.setup()
+    examples = [recipe.stream[i] for i in range(400)]
+    kinds = [e.kind for e in examples]
+    assert set(kinds) == {"qa", "cap_qa"} and {e.style for e in examples} == {"short"}
+    assert 0.65 < kinds.count("qa") / len(kinds) < 0.85  # 3:1 -> 0.75
+    recipe.cleanup()
 
 
 def _trainable(path: Path) -> dict[str, torch.Tensor]:
@@ -170,6 +182,29 @@ def test_interrupted_and_resumed_equals_uninterrupted(world: Path, tmp_path: Pat
     # The resumed run's records continue the interrupted one's without duplicates.
     steps = [r["step"] for r in read_metrics(tmp_path / "cut" / "metrics.jsonl") if r["split"] == "train"]
     assert steps == list(range(1, 11))
+
+    # A crash inside a step (here: the 14th micro-batch, i.e. inside step 7) keeps the last completed step.
+    crash_cfg = load_config(LORA, [*common, f"train.output_dir={tmp_path / 'crash'}"])
+    recipe = TrainRecipe(crash_cfg)
+    recipe.setup()
+    collate, calls = recipe.collator, []
+
+    def failing_collator(examples):
+        calls.append(1)
+        if len(calls) == 14:
+            raise OSError("image file vanished (simulated)")
+        return collate(examples)
+
+    recipe.collator = failing_collator
+    with pytest.raises(OSError, match="simulated"):
+        recipe.train()
+    recipe.cleanup()
+    state = json.loads((tmp_path / "crash/checkpoints/step-00000006/training_state/trainer_state.json").read_text())
+    assert state["trainer"]["step"] == 6 and state["trainer"]["data_position"] == 12
+    recovered = train(load_config(LORA, [*common, f"train.output_dir={tmp_path / 'crash'}", "train.resume=true"]))
+    c = _trainable(recovered.final_dir)
+    for name in a:
+        torch.testing.assert_close(c[name], a[name], rtol=0, atol=1e-6, msg=f"{name} differs after a crash")
 
 
 def test_resume_dir_must_be_a_training_checkpoint(world: Path, tmp_path: Path, capsys):

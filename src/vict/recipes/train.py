@@ -342,32 +342,40 @@ class TrainRecipe:
         model.train()  # VisionLLM.train keeps every frozen part in eval mode
         with self.stop:
             while self.state.step < self.total_steps:
-                # 1. Forward/backward over grad_accum micro-batches; DDP syncs gradients on the last one only.
-                step_loss = torch.zeros((), device=acc.device)
-                for micro in range(tc.grad_accum):
-                    batch = next(batches)
-                    last = micro == tc.grad_accum - 1
-                    sync = contextlib.nullcontext() if last else acc.no_sync(model)
-                    with sync:
-                        loss = model(**batch).loss
-                        acc.backward(loss / tc.grad_accum)
-                    step_loss += loss.detach() / tc.grad_accum
-                    self.state.data_position += 1
-                    throughput.add(batch["input_ids"].shape[0], int(batch["attention_mask"].sum()))
-                # 2. Clip, step the optimizer and the schedule.
+                step_start = self.state.data_position
+                # RNG at the step boundary (tiny: a few KB), so an emergency checkpoint resumes exactly.
+                self._step_rng = capture_rng_state() if self.world_size == 1 else None
+                try:
+                    # 1. Forward/backward over grad_accum micro-batches; DDP syncs gradients on the last one.
+                    step_loss = torch.zeros((), device=acc.device)
+                    for micro in range(tc.grad_accum):
+                        batch = next(batches)
+                        last = micro == tc.grad_accum - 1
+                        with contextlib.nullcontext() if last else acc.no_sync(model):
+                            loss = model(**batch).loss
+                            acc.backward(loss / tc.grad_accum)
+                        step_loss += loss.detach() / tc.grad_accum
+                        self.state.data_position += 1
+                        throughput.add(batch["input_ids"].shape[0], int(batch["attention_mask"].sum()))
+                    # 2. The loss averaged over processes (one scalar all-reduce), checked before any update.
+                    mean_loss = float(acc.reduce(step_loss, reduction="mean"))
+                    if not math.isfinite(mean_loss):
+                        raise FloatingPointError(
+                            f"loss is {mean_loss} at step {self.state.step + 1}; lower train.lr or enable "
+                            "clipping (train.max_grad_norm)"
+                        )
+                except Exception as err:
+                    # Parameters and optimizer are still at the last step boundary: keep the work done so far.
+                    self._emergency_checkpoint(step_start, err)
+                    raise
+                # 3. Clip, step the optimizer and the schedule.
                 grad_norm = acc.clip_grad_norm_(trainable, tc.max_grad_norm) if tc.max_grad_norm else None
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 self.state.step += 1
                 self.state.epoch = self.state.data_position / self.plan.batches_per_epoch
-                # 3. Records: the loss averaged over processes, every step (cheap: one scalar all-reduce).
-                mean_loss = float(acc.reduce(step_loss, reduction="mean"))
-                if not math.isfinite(mean_loss):
-                    raise FloatingPointError(
-                        f"loss is {mean_loss} at step {self.state.step}; lower train.lr or enable clipping "
-                        f"(train.max_grad_norm); the last checkpoint is {self.last_checkpoint}"
-                    )
+                # 4. Records, periodic validation / samples / checkpoints.
                 window.append(mean_loss)
                 if self.on_step is not None:
                     self.on_step(self.state.step, mean_loss)
@@ -383,13 +391,33 @@ class TrainRecipe:
                     self._sample()
                 if tc.save_every and step % tc.save_every == 0 and step < self.total_steps:
                     self._save_checkpoint()
-                # 4. A signal on any process stops every process after the same step, with a checkpoint.
+                # 5. A signal on any process stops every process after the same step, with a checkpoint.
                 if self._stop_requested():
                     self._save_checkpoint()
-                    self._info(f"{self.stop.requested}: saved {self.last_checkpoint}; resume with --resume")
+                    self._info(f"{self.stop.requested}: saved {self.last_checkpoint}; resume with train.resume=true")
                     break
         if progress is not None:
             progress.close()
+
+    def _emergency_checkpoint(self, step_start: int, err: Exception) -> None:
+        """After an error inside a step (bad input in fail mode, a non-finite loss), save the state of the last
+        completed step so that no finished work is lost; single-process runs only (in a multi-process run the
+        other ranks may be blocked in a collective, so their last periodic checkpoint is what remains)."""
+        if self.world_size > 1 or self.state.step == 0:
+            return
+        self.state.data_position = step_start
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            path = self._save_checkpoint(rng=self._step_rng)
+        except Exception as save_err:  # never mask the original error
+            logger.error("could not save an emergency checkpoint: %s", save_err)
+            return
+        logger.error(
+            "%s at step %d: saved the last completed step to %s; fix the cause and rerun with train.resume=true",
+            type(err).__name__,
+            self.state.step + 1,
+            path,
+        )
 
     def _batches(self, start: int):
         """Collated micro-batches of this process from global position ``start`` on, on the right device."""
@@ -539,14 +567,16 @@ class TrainRecipe:
             logger.info(message)
 
     # ======================================================================================= checkpoints
-    def _save_checkpoint(self) -> Path:
-        """``checkpoints/step-N``: trainable parts + config.yaml + training state, atomic; keep the last K."""
+    def _save_checkpoint(self, rng: dict[str, Any] | None = None) -> Path:
+        """``checkpoints/step-N``: trainable parts + config.yaml + training state, atomic; keep the last K.
+
+        ``rng``: this process's RNG state to record (default: the current one)."""
         from accelerate.utils import gather_object
 
         from vict.checkpoint import atomic_directory
 
         acc = self.accelerator
-        rng = capture_rng_state()
+        rng = rng if rng is not None else capture_rng_state()
         portable = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in rng.items()}
         states = gather_object([portable]) if self.world_size > 1 else [portable]
         path = step_dir(self.output_dir, self.state.step)
