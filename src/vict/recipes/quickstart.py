@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -149,7 +150,8 @@ def train_config(preset: QuickstartPreset, peft: str, world: Path, zoo: Any, out
     if peft == "lora":
         peft_cfg |= {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
     else:
-        peft_cfg |= {"adapter_len": 10, "adapter_layers": 2}
+        layers = json.loads((Path(zoo.target_lm_dir) / "config.json").read_text())["num_hidden_layers"]
+        peft_cfg |= {"adapter_len": 10, "adapter_layers": min(2, layers)}  # the top (at most) 2 layers
     return {
         "model": {
             "builder": "hf",
@@ -292,9 +294,16 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def quickstart(
-    out: Path, preset: str = "default", seed: int = 0, printer: Callable[[str], None] = print
+    out: Path, preset: str | QuickstartPreset = "default", seed: int = 0, printer: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Run every stage into ``out`` and return the report (also written to ``out/report.json``)."""
+    """Run every stage into ``out`` and return the report (also written to ``out/report.json``).
+
+    Args:
+        out: output folder; ``world/``, ``runs/`` and ``eval/`` in it are regenerated, ``zoo/`` is a cache.
+        preset: ``"fast"``, ``"default"`` or a ``QuickstartPreset`` (tests use smaller ones).
+        seed: seed of the world, the zoo and both trainings.
+        printer: receives every progress line.
+    """
     from vict.config import config_from_dict
     from vict.data.world import generate_world
     from vict.eval.analyze_cli import analyze_series
@@ -306,10 +315,15 @@ def quickstart(
     from vict.recipes.train import train
     from vict.zoo import build_zoo
 
-    if preset not in PRESETS:
-        raise ValueError(f"--preset {preset!r}: use one of {sorted(PRESETS)}")
-    p = PRESETS[preset]
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"--preset {preset!r}: use one of {sorted(PRESETS)}")
+        p, preset_name = PRESETS[preset], preset
+    else:
+        p, preset_name = preset, "custom"
     out = Path(out)
+    for product in ("runs", "eval"):  # outputs of an earlier run in the same folder: regenerated below
+        shutil.rmtree(out / product, ignore_errors=True)
     world = out / "world"
     clock = StageClock(p.eta_s, printer)
 
@@ -392,7 +406,7 @@ def quickstart(
             "trainable_parameters": trainable,
             "timings": {},
             "config": {
-                "preset": preset,
+                "preset": preset_name,
                 "seed": seed,
                 "world_images": p.world_images,
                 "quickstart": asdict(p),

@@ -1,0 +1,104 @@
+"""`vict quickstart` end to end.
+
+- default tier: a micro run (40-image world, micro zoo, a few VICT steps) through the real CLI; the report has
+  every key the issue lists, the files exist, and a second run with the same seed gives the same numbers;
+- slow tier (`pytest -m slow`): the fast preset, asserting the learned effects measured on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from vict.cli import main
+from vict.recipes import quickstart as qs
+
+pytestmark = pytest.mark.integration
+
+MICRO = dataclasses.replace(
+    qs.PRESETS["fast"],
+    world_images=40,
+    zoo="micro",
+    train_steps=3,
+    batch_size=4,
+    fast_caption_metrics=True,
+    similarity_images=2,
+)
+
+
+def _numbers(report: dict) -> dict:
+    """Everything of the report except the wall-clock timings and the run-specific paths."""
+    return {k: v for k, v in report.items() if k not in ("timings", "config")}
+
+
+def _check_keys(report: dict) -> None:
+    assert set(report) >= {
+        "captioning",
+        "gqa",
+        "baselines",
+        "similarity",
+        "trainable_parameters",
+        "timings",
+        "config",
+    }
+    assert list(report["captioning"]) == list(qs.ROWS) == list(report["gqa"]) == list(report["trainable_parameters"])
+    for row in qs.ROWS:
+        assert list(report["captioning"][row]) == ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE"]
+        assert list(report["gqa"][row]) == ["none", "caption", "self"]
+        for setting, acc in report["gqa"][row].items():
+            assert acc is not None and 0.0 <= acc <= 100.0, (row, setting, acc)
+        for metric in ("BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr"):
+            assert report["captioning"][row][metric] is not None, (row, metric)
+        assert report["trainable_parameters"][row] > 0
+    assert set(report["baselines"]) >= {"majority", "question_only"}
+    assert 0 < report["baselines"]["majority"] <= report["baselines"]["question_only"] <= 100
+    for against in ("source_lm", "target_lm"):
+        stats = report["similarity"][against]
+        assert -1.0 <= stats["mean"] <= stats["max"] <= 1.0 and not math.isnan(stats["mean"])
+    # VICT trains far fewer parameters than the BLIP-2 that made the VPG
+    assert report["trainable_parameters"]["vict-lora"] < report["trainable_parameters"]["blip2-source"]
+    for stage in ("world", "zoo", "train vict-lora", "train vict-llama_adapter", "eval", "similarity", "total"):
+        assert report["timings"][stage] >= 0
+
+
+def test_micro_quickstart_report_and_same_seed_same_numbers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    first = qs.quickstart(tmp_path / "a", MICRO, seed=0, printer=lambda line: None)
+    _check_keys(first)
+    on_disk = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert _numbers(on_disk) == json.loads(json.dumps(_numbers(first)))
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "| vict-llama_adapter" in md and "not from COCO/GQA" in md
+    for plot in ("similarity.png", "gqa_context.png"):
+        assert (tmp_path / "a" / plot).stat().st_size > 1000
+    assert first["config"]["zoo"]["reused"] is False
+
+    # same folder, same seed: the zoo is reused and every number is the same
+    again = qs.quickstart(tmp_path / "a", MICRO, seed=0, printer=lambda line: None)
+    assert again["config"]["zoo"]["reused"] is True
+    assert _numbers(again) == _numbers(first)
+
+
+def test_cli_rejects_unknown_preset(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["quickstart", "--preset", "huge"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fast_preset_learns(tmp_path: Path) -> None:
+    """The fast preset through the real CLI: every key, and the effects measured on it (see the README)."""
+    assert main(["quickstart", "--out", str(tmp_path), "--preset", "fast", "--seed", "0"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    _check_keys(report)
+    blind = max(report["baselines"]["majority"], report["baselines"]["question_only"])
+    untrained_cider = report["zoo_quality"]["untrained"]["cider"]
+    # VICT-LoRA: answers from the image better than any blind guess, captions far above an untrained model
+    assert report["gqa"]["vict-lora"]["none"] > blind + 5, (report["gqa"], report["baselines"])
+    assert report["captioning"]["vict-lora"]["CIDEr"] > untrained_cider + 20, report["captioning"]
+    # the zoo's BLIP-2 learnt to caption
+    assert report["captioning"]["blip2-source"]["CIDEr"] > untrained_cider + 10
