@@ -228,6 +228,12 @@ class TrainConfig:
     sample_count: int = _help("validation images captioned for a generation sample (0: none)", default=2)
     resume: bool = _help("resume from the latest checkpoint in output_dir", default=False)
     group_by_length: bool = _help("batch examples of similar length together (less padding)", default=True)
+    cache_vision_features: bool = _help(
+        "compute the frozen vision tower's output once per image and reuse it (same loss; skips image decoding "
+        "and the ViT after the first epoch; memory: images x patches x width)",
+        default=False,
+    )
+    vision_cache_max_gb: float = _help("upper bound of the vision feature cache in RAM", default=4.0)
     log_every: int = _help("log loss/lr/throughput to metrics.jsonl every N steps", default=1)
     num_threads: int | None = _help("torch CPU threads (null: torch's default)", default=None)
 
@@ -257,6 +263,8 @@ class TrainConfig:
             problems.append(
                 f"train.warmup_steps={self.warmup_steps} must be smaller than train.max_steps={self.max_steps}"
             )
+        if self.vision_cache_max_gb <= 0:
+            problems.append(f"train.vision_cache_max_gb={self.vision_cache_max_gb} must be > 0")
         if self.num_threads is not None and self.num_threads <= 0:
             problems.append(f"train.num_threads={self.num_threads} must be > 0 or null")
         if problems:
@@ -304,6 +312,11 @@ class VictConfig:
             problems.append(
                 "train.mixed_precision=fp16 with model.frozen_dtype=bfloat16 mixes two half formats; "
                 "use mixed_precision=bf16"
+            )
+        if self.train.cache_vision_features and self.data.bad_input == "skip":
+            problems.append(
+                "train.cache_vision_features=true needs data.bad_input=fail (a cached batch cannot drop a bad "
+                "image); validate the images first or turn the cache off"
             )
         if self.train.eval_every and not self.data.val_split:
             problems.append("train.eval_every is set but data.val_split is null; set a validation split")

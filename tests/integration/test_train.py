@@ -130,6 +130,24 @@ def test_frozen_parameters_stay_bit_identical(world: Path, tmp_path: Path):
     assert all(on for n, on in dropouts.items() if "lora_" in n)
 
 
+def test_vision_feature_cache_gives_the_same_training(world: Path, tmp_path: Path):
+    # 12 steps of 16 cross into the second epoch of 160 training images, so the cache is hit.
+    common = [f"data.world={world}", "train.max_steps=12", "train.warmup_steps=1", "peft.dropout=0.0"]
+    common += ["train.val_batches=0", "train.sample_count=0", "train.log_every=1"]
+    plain = train(load_config(LORA, [*common, f"train.output_dir={tmp_path / 'plain'}"]))
+    cfg = load_config(LORA, [*common, f"train.output_dir={tmp_path / 'cached'}", "train.cache_vision_features=true"])
+    recipe = TrainRecipe(cfg)
+    recipe.setup()
+    recipe.train()
+    cached = recipe.cleanup()
+    assert len(recipe.vision_cache.entries) == 160 and recipe.vision_cache.hits == 12 * 16 - 160
+    for (step, a), (_, b) in zip(plain.train_losses, cached.train_losses):
+        assert b == pytest.approx(a, abs=1e-5), step
+    x, y = _trainable(plain.final_dir), _trainable(cached.final_dir)
+    for name in x:
+        torch.testing.assert_close(y[name], x[name], rtol=1e-4, atol=1e-5)
+
+
 def test_instruction_kinds_follow_the_configured_ratios(world: Path, tmp_path: Path):
     overrides = [f"data.world={world}", f"train.output_dir={tmp_path}", "train.val_batches=0"]
     overrides += ["data.ratios={cap: 0, qa: 3, qa_cap: 0, cap_qa: 1, qa_qa: 0}", "data.sentence_ratio=0.0"]

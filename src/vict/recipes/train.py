@@ -258,6 +258,20 @@ class TrainRecipe:
             use_chat_template=dc.use_chat_template,
             policy=self.image_policy,
         )
+        self.vision_cache = None
+        if tc.cache_vision_features:
+            from vict.training.vision_cache import VisionFeatureCache
+
+            # Batches carry text and image ids only; the cache supplies the vision tower's outputs.
+            self.text_collator = VictCollator(
+                self.tokenizer,
+                num_visual_tokens=self.model.num_visual_tokens,
+                image_processor=None,
+                max_length=dc.max_length,
+                padding_side=dc.padding_side,
+                use_chat_template=dc.use_chat_template,
+            )
+            self.vision_cache = VisionFeatureCache(self.model.image_processor, int(tc.vision_cache_max_gb * 2**30))
         n = len(self.stream)
 
         def length_of(epoch: int, i: int) -> int:
@@ -429,10 +443,16 @@ class TrainRecipe:
             def __len__(self) -> int:
                 return 2**62
 
-            def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+            def __getitem__(self, position: int) -> dict[str, Any]:
                 epoch, indices = recipe.plan.local_batch(position, recipe.rank)
                 n = len(recipe.stream)
-                return recipe.collator([recipe.stream[epoch * n + i] for i in indices])
+                examples = [recipe.stream[epoch * n + i] for i in indices]
+                if recipe.vision_cache is None:
+                    return recipe.collator(examples)
+                batch = recipe.text_collator(examples)
+                batch["image_ids"] = [e.image_id for e in examples]
+                batch["image_paths"] = [e.image_path for e in examples]
+                return batch
 
         class _From(torch.utils.data.Sampler):
             def __iter__(self):
@@ -454,8 +474,15 @@ class TrainRecipe:
             persistent_workers=workers > 0,
             prefetch_factor=2 if workers > 0 else None,
         )
+        device = self.accelerator.device
         for batch in loader:
-            yield {k: v.to(self.accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            if "image_ids" in batch:
+                # Cached vision features: the frozen tower's output per image, computed on first sight.
+                ids, paths = batch.pop("image_ids"), batch.pop("image_paths")
+                with self.accelerator.autocast():
+                    vpg = self.accelerator.unwrap_model(self.model).vpg
+                    batch["image_embeds"] = self.vision_cache.embeds(vpg, ids, paths, device)
+            yield {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
     def _stop_requested(self) -> bool:
         flag = torch.tensor(1.0 if self.stop.requested else 0.0, device=self.accelerator.device)
@@ -644,6 +671,12 @@ class TrainRecipe:
                 self._info(
                     f"done: {self.final_dir} (load with VisionLLM.from_pretrained), {self.output_dir / 'loss.png'}"
                 )
+        cache = getattr(self, "vision_cache", None)
+        if cache is not None:
+            self._info(
+                f"vision feature cache: {len(cache.entries)} images, {cache.bytes / 2**20:.1f} MiB, "
+                f"{cache.hits} hits / {cache.misses} misses"
+            )
         policy = getattr(self, "image_policy", None)
         if policy is not None and policy.report:
             logger.warning("bad inputs skipped during training: %s", policy.report.summary())
