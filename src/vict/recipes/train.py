@@ -193,7 +193,9 @@ class TrainRecipe:
         mc = self.cfg.model
         if self.resume_dir is not None:
             # The checkpoint's config.json names the same frozen sources; its trainable tensors are loaded.
-            return VisionLLM.from_pretrained(self.resume_dir)
+            model = VisionLLM.from_pretrained(self.resume_dir, frozen_dtype=mc.frozen_dtype)
+            model.config.logits_on_labelled_only = mc.logits_on_labelled_only
+            return model
         if mc.builder == "tiny":
             kwargs = {"seed": self.cfg.train.seed, **mc.tiny}
             return build_tiny(
