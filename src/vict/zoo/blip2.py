@@ -1,4 +1,8 @@
-"""The zoo's tiny BLIP-2: a tiny ViT + Q-Former trained to caption the world, around the frozen source OPT.
+"""The zoo's tiny BLIP-2: a tiny ViT + Q-Former trained to caption the world, around the source OPT.
+
+The source OPT is tuned along with them by default (with replay of its text; see
+``Blip2Spec.train_language_model`` for the measurement that made this the default) or kept frozen as in
+BLIP-2's recipe.
 
 The result is a plain Hugging Face BLIP-2 directory (``config.json`` + safetensors + ``Blip2Processor``), so
 it loads exactly like ``Salesforce/blip2-opt-2.7b``: ``Blip2ForConditionalGeneration.from_pretrained(dir)``
@@ -48,7 +52,8 @@ def build_blip2(
     spec: Blip2Spec, source_lm: OPTForCausalLM, image_token_id: int, seed: int
 ) -> Blip2ForConditionalGeneration:
     """A BLIP-2 with a freshly initialised ViT and Q-Former (std ``spec.init_std`` for the vision weights and
-    the query tokens) and a copy of ``source_lm`` as its (frozen) language model.
+    the query tokens) and a copy of ``source_lm`` as its language model (trainable iff
+    ``spec.train_language_model``).
 
     ``image_token_id`` must be a row of ``source_lm``'s embedding table (the tokenizer's ``<image>``)."""
     if image_token_id >= source_lm.config.vocab_size:

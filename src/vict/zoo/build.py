@@ -161,7 +161,7 @@ def _build_into(root: Path, world_dir: Path, config: ZooConfig, seed: int, progr
     target_tok.save_pretrained(root / "target_lm")
     timings["target_lm"] = time.perf_counter() - t
 
-    # 4. BLIP-2: ViT + Q-Former + queries + projection trained on the dense captions, source LM frozen
+    # 4. BLIP-2: ViT + Q-Former + queries + projection (+ source LM, with text replay) trained on dense captions
     t = time.perf_counter()
     model = blip2_lib.build_blip2(config.blip2, source_lm, image_token_id, seed * 1000 + 5)
     train_pixels = load_pixels(train, processor.image_processor)

@@ -57,7 +57,7 @@ class LMSpec:
 
 @dataclass(frozen=True)
 class Blip2Spec:
-    """The tiny BLIP-2: ViT and Q-Former sizes and the captioning budget (the source LM stays frozen)."""
+    """The tiny BLIP-2: ViT and Q-Former sizes and the captioning budget."""
 
     image_size: int = 64
     """Input resolution (the world's images are resized to it by the saved ``BlipImageProcessor``)."""
