@@ -207,3 +207,17 @@ def test_validate_cli(capsys):
     out = capsys.readouterr().out
     assert "train.projection_lr" in out and "peak learning rate of the projection" in out
     assert "peft.adapter_len" in out and "adaption-prompt tokens per adapted layer" in out
+
+
+def test_model_tiny_is_bound_against_build_tiny_signature():
+    pytest.importorskip("vict.models.builders")
+    cfg = load_config(None, ["data.world=w", "model.tiny.llm_arch=opt"])
+    assert cfg.model.tiny == {"llm_arch": "opt"}
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'model.tiny.lm_arch' \(not a build_tiny argument\); did you mean"
+    ):
+        load_config(None, ["data.world=w", "model.tiny.lm_arch=opt"])
+    with pytest.raises(ConfigError, match=r"model.tiny is set but model.builder='hf'"):
+        load_config(
+            None, ["data.world=w", "model.builder=hf", "model.vpg_source=a", "model.llm_source=b", "model.tiny.seed=1"]
+        )
