@@ -639,18 +639,8 @@ class TrainRecipe:
         return path
 
     def _save_model(self, directory: Path) -> None:
-        """``VisionLLM.save_pretrained`` plus a guard that keeps frozen weights out of the adapter.
-
-        With ``lm_head`` (or an embedding) among LoRA's targets, peft's default ``save_embedding_layers="auto"``
-        also writes the frozen base weight of that layer into ``adapter_model.safetensors``; the adapter is
-        re-saved without it, so a checkpoint holds trainable tensors only.
-        """
-        model = self.accelerator.unwrap_model(self.model)
-        model.save_pretrained(directory)
-        if self.cfg.peft.type == "lora":
-            adapter = directory / "adapter"
-            model.llm.save_pretrained(str(adapter), save_embedding_layers=False)
-            (adapter / "README.md").unlink(missing_ok=True)
+        """The trainable parts, via ``VisionLLM.save_pretrained`` (never frozen weights, even with LoRA on lm_head)."""
+        self.accelerator.unwrap_model(self.model).save_pretrained(directory)
 
     # =========================================================================================== cleanup
     def cleanup(self) -> TrainResult:
