@@ -10,12 +10,17 @@
 
 Prompts come from the same ``InstructionBuilder`` templates that training used (the first variant of each), and
 are tokenised by the same ``VictCollator``, so training and inference see identical text. Decoding is greedy
-(deterministic); prompts are left padded, so an item's output does not depend on its batch.
+(deterministic); prompts are left padded, so an item's output does not depend on its batch; generation stops as
+soon as every row of a batch has produced eos.
+
+The frozen vision tower depends only on the image, so a ``VisionFeatureCache`` computes its output once per image
+and every prompt about that image reuses it (``self`` mode does this by itself: the caption pass and the answer
+pass share the features; ``vict eval`` shares them across the caption task and the three GQA settings).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +38,8 @@ MAX_NEW_TOKENS: dict[str, int] = {"caption": 40, "short": 10, "sentence": 40}
 """Default generation budgets: captions, short answers (a word or a number), sentence answers."""
 EMPTY_CAPTION = "."
 """Stands in for an empty generated caption in ``self`` mode (a template needs non-empty text)."""
+SELF_CACHE_MAX_IMAGES = 512
+"""``self`` mode without a caller's cache keeps the vision features of at most this many distinct images."""
 
 
 @dataclass
@@ -96,7 +103,74 @@ def make_collator(model: VisionLLM, max_length: int = 512, use_chat_template: bo
     )
 
 
-@torch.no_grad()
+def image_key(image: Image.Image | str | Path) -> Hashable:
+    """The cache key of an image: its path (as a string) or, for an in-memory image, the object's identity."""
+    return str(image) if isinstance(image, str | Path) else id(image)
+
+
+class VisionFeatureCache:
+    """Vision-tower outputs computed once per image and reused by every prompt about it.
+
+    ``VisionLLM.generate`` accepts cached ``image_embeds (b, n_patches + 1, d_vision)`` in place of
+    ``pixel_values``; with this cache an evaluation loads, preprocesses and encodes each image once, instead of
+    once per prompt (caption, and each GQA question in each context setting). The Q-Former still runs per
+    prompt (the model's API takes vision-tower outputs), but the vision tower dominates.
+
+    Memory: one ``(n_patches + 1, d_vision)`` tensor per cached image (ViT-g at 224 px: 257 x 1408 floats, 1.4 MB
+    in fp32), so callers over many images ``clear()`` it between blocks of images (``vict eval`` does).
+
+    Args:
+        model: the ``VisionLLM`` whose ``vpg`` encodes the images.
+        batch_size: images per vision-tower batch when filling the cache.
+    """
+
+    def __init__(self, model: VisionLLM, batch_size: int = 32) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be >= 1")
+        self.model, self.batch_size = model, batch_size
+        self._rows: dict[Hashable, torch.Tensor] = {}
+        self._pinned: dict[Hashable, Image.Image] = {}  # in-memory images stay alive, so their id() stays unique
+        self.encoded = 0
+        """Images run through the vision tower so far (a cache hit costs nothing)."""
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, image: Image.Image | str | Path) -> bool:
+        return image_key(image) in self._rows
+
+    def clear(self) -> None:
+        """Drop every cached feature (the ``encoded`` count is kept)."""
+        self._rows.clear()
+        self._pinned.clear()
+
+    @torch.inference_mode()
+    def add(self, images: Sequence[Image.Image | str | Path]) -> None:
+        """Encode the images not cached yet (each distinct one once), in batches of ``batch_size``."""
+        todo: dict[Hashable, Image.Image | str | Path] = {}
+        for im in images:
+            key = image_key(im)
+            if key not in self._rows:
+                todo.setdefault(key, im)
+        keys = list(todo)
+        device = next(self.model.projection.parameters()).device
+        for sl in _chunks(len(keys), self.batch_size):
+            loaded = [open_image(todo[k]) for k in keys[sl]]
+            pixel_values = self.model.image_processor(images=loaded, return_tensors="pt")["pixel_values"]
+            embeds = self.model.vpg.encode_vision(torch.as_tensor(pixel_values, dtype=torch.float32).to(device))
+            for k, row in zip(keys[sl], embeds):
+                self._rows[k] = row
+                if not isinstance(todo[k], str | Path):
+                    self._pinned[k] = todo[k]  # type: ignore[assignment]
+            self.encoded += len(loaded)
+
+    def embeds(self, images: Sequence[Image.Image | str | Path]) -> torch.Tensor:
+        """``image_embeds (len(images), n_patches + 1, d_vision)``, encoding the images not cached yet."""
+        self.add(images)
+        return torch.stack([self._rows[image_key(im)] for im in images])
+
+
+@torch.inference_mode()
 def generate_from_prompts(
     model: VisionLLM,
     images: Sequence[Image.Image | str | Path],
@@ -105,21 +179,26 @@ def generate_from_prompts(
     batch_size: int = 8,
     collator: Any = None,
     progress: str | None = None,
+    cache: VisionFeatureCache | None = None,
 ) -> list[str]:
     """Greedy completions of ``prompts[i]`` (each holding ``<image>`` once) for ``images[i]``, in batches.
 
     Args:
         images: PIL images or paths, one per prompt.
         prompts: instruction strings, e.g. from ``InstructionBuilder.prompt``.
-        max_new_tokens: generation budget per item.
+        max_new_tokens: generation budget per item (a batch stops early once every row has produced eos).
         collator: a ``VictCollator`` (default ``make_collator(model)``).
         progress: a tqdm description to show a progress bar, or ``None`` for none.
+        cache: a ``VisionFeatureCache`` of ``model``: the vision tower then runs once per distinct image (results
+            identical to running it per prompt).
 
     Returns:
         One stripped string per prompt (special tokens removed).
     """
     if len(images) != len(prompts):
         raise ValueError(f"{len(images)} images but {len(prompts)} prompts: give one image per prompt")
+    if cache is not None and cache.model is not model:
+        raise ValueError("the VisionFeatureCache belongs to another model; make one with VisionFeatureCache(model)")
     collator = collator or make_collator(model)
     device = next(model.projection.parameters()).device
     out: list[str] = []
@@ -129,15 +208,20 @@ def generate_from_prompts(
 
         slices = tqdm(slices, desc=progress, leave=False, disable=None)
     for sl in slices:
-        batch_images = [open_image(im) for im in images[sl]]
-        batch = collator.encode_prompts(list(prompts[sl]), images=batch_images)
+        if cache is not None:
+            batch = collator.encode_prompts(list(prompts[sl]))
+            pixel_values, image_embeds = None, cache.embeds(images[sl]).to(device)
+        else:
+            batch = collator.encode_prompts(list(prompts[sl]), images=[open_image(im) for im in images[sl]])
+            pixel_values, image_embeds = batch["pixel_values"].to(device), None
         out += model.generate(
-            batch["pixel_values"].to(device),
+            pixel_values,
             batch["input_ids"].to(device),
             batch["attention_mask"].to(device),
             max_new_tokens=max_new_tokens,
             num_beams=1,
             do_sample=False,
+            image_embeds=image_embeds,
         )
     return out
 
@@ -150,12 +234,23 @@ def caption_images(
     builder: InstructionBuilder | None = None,
     collator: Any = None,
     progress: str | None = None,
+    cache: VisionFeatureCache | None = None,
 ) -> list[str]:
-    """One caption per image with the ``cap`` instruction; greedy, batched. Returns ``len(images)`` strings."""
+    """One caption per image with the ``cap`` instruction; greedy, batched. Returns ``len(images)`` strings.
+
+    ``cache``: a ``VisionFeatureCache`` to reuse (and fill) vision features (see ``generate_from_prompts``).
+    """
     builder = builder or InstructionBuilder()
     prompt = builder.prompt("cap", None)
     return generate_from_prompts(
-        model, images, [prompt] * len(images), max_new_tokens, batch_size, collator=collator, progress=progress
+        model,
+        images,
+        [prompt] * len(images),
+        max_new_tokens,
+        batch_size,
+        collator=collator,
+        progress=progress,
+        cache=cache,
     )
 
 
@@ -229,6 +324,7 @@ def answer_questions(
     collator: Any = None,
     progress: str | None = None,
     caption_max_new_tokens: int = MAX_NEW_TOKENS["caption"],
+    cache: VisionFeatureCache | None = None,
 ) -> list[Answer]:
     """Answer ``questions[i]`` about ``images[i]`` in ``mode`` (see the module table); greedy and batched.
 
@@ -238,6 +334,9 @@ def answer_questions(
         style: ``short`` (a word or a number) or ``sentence``.
         max_new_tokens: answer budget (default 10 short / 40 sentence).
         caption_max_new_tokens: ``self`` mode: the caption budget (as ``caption_images``).
+        cache: a ``VisionFeatureCache`` of ``model`` to reuse vision features across calls. Without one, ``self``
+            mode makes its own for the call (up to ``SELF_CACHE_MAX_IMAGES`` distinct images), so the caption and
+            the answer pass encode each image once.
 
     Returns:
         One ``Answer`` per question; in ``self`` mode ``Answer.caption`` is the generated caption (each distinct
@@ -256,6 +355,8 @@ def answer_questions(
         for i, k in enumerate(keys):
             first.setdefault(k, i)
         order = list(first.values())
+        if cache is None and len(order) <= SELF_CACHE_MAX_IMAGES:
+            cache = VisionFeatureCache(model, batch_size)
         generated = caption_images(
             model,
             [images[i] for i in order],
@@ -264,13 +365,16 @@ def answer_questions(
             builder=builder,
             collator=collator,
             progress=progress,
+            cache=cache,
         )
         # An empty generated caption cannot fill the template; "." stands in for it (the Answer keeps "").
         by_key = dict(zip(first, generated))
         used_captions = [by_key[k] for k in keys]
     context = [c if c is None or c.strip() else EMPTY_CAPTION for c in used_captions]
     prompts = build_prompts(builder, questions, mode, style, context, context_qa)
-    texts = generate_from_prompts(model, images, prompts, budget, batch_size, collator=collator, progress=progress)
+    texts = generate_from_prompts(
+        model, images, prompts, budget, batch_size, collator=collator, progress=progress, cache=cache
+    )
     pairs = list(context_qa) if mode == "qa" else [None] * len(questions)
     return [
         Answer(
