@@ -17,8 +17,8 @@ Switches (each turned off alone, then all off, against "all on"):
   as it is after the first epoch of a run).
 
 Each variant runs the recipe's real pipeline (PNG decode, image processor, collator, forward, backward, AdamW
-step) for ``--steps`` timed steps after ``--warmup`` untimed ones; variants are interleaved and repeated
-``--repeats`` times and the median is reported, because a shared CPU is noisy. Throughput: samples/s and
+step) for ``--steps`` timed steps after ``--warmup`` untimed ones; variants are interleaved (in a rotated order)
+and repeated ``--repeats`` times and the median is reported, because a shared CPU is noisy. Throughput: samples/s and
 non-pad tokens/s (attention-mask ones, visual slots included).
 """
 
@@ -130,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     variants["all off"] = dict.fromkeys(SWITCHES, False)
 
     results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in variants}
-    for _ in range(args.repeats):
-        for name, on in variants.items():
+    names = list(variants)
+    for repeat in range(args.repeats):
+        # Rotate the order each repeat, so no variant always runs first (caches, CPU frequency, neighbours).
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            on = variants[name]
             _set_switches(recipe, on, frozen, cache)
             results[name].append(_measure(recipe, args.steps, args.warmup))
     _set_switches(recipe, all_on, frozen, cache)
