@@ -99,6 +99,30 @@ def test_blip2_baseline_generates_batched_and_deterministic(tiny_blip2: Path, im
     assert tokens.shape == (3, QUERY_TOKENS, 32)
 
 
+def test_blip2_cached_image_features_give_identical_outputs(tiny_blip2: Path, image_dir: Path) -> None:
+    from vict.eval.blip2_baseline import Blip2Baseline
+    from vict.recipes.evaluate import Blip2Runner
+
+    blip2 = Blip2Baseline.from_pretrained(tiny_blip2)
+    images = [Image.open(p).convert("RGB") for p in sorted(image_dir.glob("*.png"))]
+    questions = ["what color is it?", "how many shapes are there in the image?", "is it red?"]
+    contexts = [None, "a red circle on the left.", "two squares"]
+    features = blip2.image_features(images)
+    assert features.shape == (3, QUERY_TOKENS, 32)
+    assert blip2.answer(None, questions, contexts, 4, image_features=features) == blip2.answer(
+        images, questions, contexts, 4
+    )
+    assert blip2.caption(None, max_new_tokens=4, image_features=features) == blip2.caption(images, max_new_tokens=4)
+    # Through the runner: each image through the vision tower + Q-Former once, whatever the number of prompts.
+    paths = [p for p in sorted(image_dir.glob("*.png"))] * 3
+    asked = questions * 3
+    fresh = Blip2Runner(blip2, "b", batch_size=4, max_new_tokens=4, reuse_features=False)
+    reused = Blip2Runner(blip2, "b", batch_size=4, max_new_tokens=4)
+    assert reused.answer(paths, asked, None) == fresh.answer(paths, asked, None)
+    assert reused.caption(paths[:3]) == fresh.caption(paths[:3])
+    assert reused.encoded == 3 and fresh.encoded == 12
+
+
 def test_similarity_cli_on_tiny_blip2(tiny_blip2: Path, image_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "sim"
     rc = main(["analyze", "similarity", "--blip2", str(tiny_blip2), "--images", str(image_dir), "--out", str(out)])
