@@ -187,7 +187,7 @@ PRESETS: dict[str, ZooConfig] = {
         eval_images=8,
     ),
     "fast": _preset("fast", lm_steps=100, blip2_steps=150, eval_images=48),
-    "default": _preset("default", lm_steps=400, blip2_steps=900, eval_images=96),
+    "default": _preset("default", lm_steps=250, blip2_steps=850, eval_images=96),
 }
 """Named zoo configs: ``micro`` (tests), ``fast`` (quickstart in ~3 min), ``default`` (quickstart in ~15 min)."""
 
