@@ -1,6 +1,6 @@
 """Two-process data-parallel training on CPU (gloo) through torchrun around the real `vict train` command.
 
-Opt in with ``pytest -m ddp`` (about 40 s on 2 cores).
+Opt in with ``pytest -m ddp`` (about 80 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -27,13 +27,18 @@ def test_two_process_ddp_run_finishes_and_its_checkpoint_loads(tmp_path: Path, v
     world = tmp_path / "world"
     generate_world(world, images=120, seed=0)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "vict", "train"]
-    cmd += [str(ROOT / "configs/world/vict_lora.yaml"), f"data.world={world}", f"train.output_dir={out}"]
-    cmd += ["train.max_steps=8", "train.warmup_steps=1", "train.batch_size=4", "train.save_every=4"]
-    cmd += ["train.eval_every=4", "train.sample_count=1", "train.log_every=1", "--quiet"]
     env = {**os.environ, "VICT_CACHE_DIR": str(vict_cache_dir), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    def torchrun(output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "vict", "train"]
+        cmd += [str(ROOT / "configs/world/vict_lora.yaml"), f"data.world={world}", f"train.output_dir={output_dir}"]
+        cmd += ["train.max_steps=8", "train.warmup_steps=1", "train.batch_size=4", "train.save_every=4"]
+        cmd += ["train.eval_every=4", "train.sample_count=1", "train.log_every=1", "--quiet", *extra]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return proc
+
+    proc = torchrun(out)
     assert proc.stdout.count("trained 8 steps") == 1  # rank 0 reports, rank 1 stays quiet
 
     # Both ranks trained together: the checkpoint records 2 processes and each step consumed 2 x 4 examples.
@@ -55,3 +60,13 @@ def test_two_process_ddp_run_finishes_and_its_checkpoint_loads(tmp_path: Path, v
     trained = load_file(str(out / "final/vict_trainable.safetensors"))
     for name, value in trained.items():
         torch.testing.assert_close(dict(model.named_parameters())[name].detach(), value, rtol=0, atol=0)
+
+    # Resuming the 2-process run from step 4 (each rank restores its own RNG; LoRA dropout is on) reaches the
+    # same parameters as the uninterrupted 2-process run.
+    resumed = tmp_path / "resumed"
+    torchrun(resumed, "--resume", str(out / "checkpoints/step-00000004"))
+    for name in ("vict_trainable.safetensors", "adapter/adapter_model.safetensors"):
+        a, b = load_file(str(out / "final" / name)), load_file(str(resumed / "final" / name))
+        assert sorted(a) == sorted(b)
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)

@@ -154,8 +154,10 @@ class TrainRecipe:
         # 2. Seeds: every process gets its own stream (dropout), all derived from train.seed.
         self._seed_everything(tc.seed + self.rank)
 
-        # 3. Model: frozen VPG + trainable extra queries + projection + PEFT delta.
-        self.model = self._build_model()
+        # 3. Model: frozen VPG + trainable extra queries + projection + PEFT delta. Rank 0 first, so that files a
+        #    builder writes (the tiny builder's checkpoints, hub downloads) are written once, then read by all.
+        with acc.main_process_first():
+            self.model = self._build_model()
         self.tokenizer = self.model.tokenizer
 
         # 4. Data: records -> instruction stream (ratios) -> deterministic batch plan -> collator.
