@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     module.add_arguments(sub)
-    args = sub.parse_args(rest)
+    # Intermixed parsing lets options follow positional overrides (`vict train CFG lr=1e-3 --resume DIR`);
+    # argparse cannot intermix around nested subcommands, so those parse the ordinary way.
+    has_subcommands = any(isinstance(action, argparse._SubParsersAction) for action in sub._actions)
+    args = sub.parse_args(rest) if has_subcommands else sub.parse_intermixed_args(rest)
     return int(module.run(args) or 0)
 
 
