@@ -333,6 +333,7 @@ def evaluate_model(
     max_new_tokens: int | None = None,
     image_block: int = IMAGE_BLOCK,
     reuse_features: bool = True,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run, write predictions, score. Returns the report of one model (also what ``report.json`` holds).
 
@@ -354,6 +355,9 @@ def evaluate_model(
         image_block: images whose vision features are kept while all their prompts run (bounds memory).
         reuse_features: reuse each image's vision features across prompts (same predictions; ``False`` only for
             comparisons). Applies when the runner is built here.
+        threads: torch CPU threads for this call (restored afterwards); ``None`` keeps the current setting. Tiny
+            models run faster on one thread (measured on 2 shared cores: 1 thread 2-4x faster than 2, see
+            ``benchmarks/eval_speed.py``); large models want all cores.
 
     Returns:
         ``{"model", "kind", "data", "split", "n_images", "n_questions", "caption": {metric: x100 | None, "n",
@@ -368,8 +372,8 @@ def evaluate_model(
         raise ValueError(
             f"tasks {list(tasks)} / settings {list(settings)}: use tasks from {TASKS}, settings from {SETTINGS}"
         )
-    if image_block < 1:
-        raise ValueError(f"image_block={image_block}: must be >= 1")
+    if image_block < 1 or (threads is not None and threads < 1):
+        raise ValueError(f"image_block={image_block}, threads={threads}: both must be >= 1")
     wanted_metrics = list(CAPTION_METRICS if caption_metrics is None else caption_metrics)
     if "caption" in tasks and "METEOR" in wanted_metrics:
         prewarm_meteor()  # its JVM loads (~20 s) while the model generates
@@ -404,7 +408,13 @@ def evaluate_model(
         },
     }
     sentence = sentence and runner.supports_sentence and "gqa" in tasks
-    own, answers = _run_generation(runner, data, tasks, settings, sentence, image_block)
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        own, answers = _run_generation(runner, data, tasks, settings, sentence, image_block)
+    finally:
+        torch.set_num_threads(previous_threads)
 
     # 1. Captions (generated once, also the `self` context), scored on the images that have references.
     if "caption" in tasks:
