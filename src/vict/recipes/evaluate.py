@@ -294,7 +294,8 @@ def _run_generation(
         blocks = tqdm(blocks, desc=f"{runner.name}: image blocks of {image_block}", disable=None)
     for start in blocks:
         idx = [i for i in range(start, min(start + image_block, len(data.images))) if i in need_caption]
-        own.update(zip(idx, runner.caption([data.images[i].path for i in idx])))
+        if idx:
+            own.update(zip(idx, runner.caption([data.images[i].path for i in idx])))
         qk = by_block.get(start // image_block, []) if "gqa" in tasks else []
         runs = [(s, "short") for s in settings] + ([("sentence", "sentence")] if sentence else [])
         for setting, style in runs:
@@ -429,10 +430,13 @@ def evaluate_model(
         for setting in settings:
             got = answers.get(setting, {})
             if not got:
-                notes.append(
-                    f"GQA `{setting}` setting skipped: no evaluated image has a gold caption (e.g. GQA testdev "
-                    "images are not COCO images; give COCO captions and --vg-image-data to join them)"
+                why = (
+                    "no evaluated image has a gold caption (e.g. GQA testdev images are not COCO images; give COCO "
+                    "captions and --vg-image-data to join them)"
+                    if data.questions
+                    else "no GQA question on the evaluated images"
                 )
+                notes.append(f"GQA `{setting}` setting skipped: {why}")
                 continue
             keys = sorted(got)
             if len(keys) < len(data.questions):

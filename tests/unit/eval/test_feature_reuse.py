@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from vict.recipes.generate import VisionFeatureCache, answer_questions, caption_images
@@ -84,6 +85,15 @@ def test_evaluation_with_feature_reuse_gives_identical_predictions(model, tmp_pa
     assert all(len(a) == len(data.questions) for a in answers.values())
     for key, out in outputs.items():
         assert out == reference, key
+    # The public entry point on an already loaded split; a thread count given for the call is restored after it.
+    from vict.recipes.evaluate import evaluate_model
+
+    before = torch.get_num_threads()
+    report = evaluate_model(
+        setup, data, tasks=["gqa"], settings=["none"], sentence=False, max_new_tokens=TOKENS, threads=1
+    )
+    assert torch.get_num_threads() == before
+    assert report["gqa"]["none"]["vqa"]["n"] == len(data.questions) and set(report["gqa"]) == {"none"}
 
 
 def test_one_tokenizer_call_equals_two() -> None:
