@@ -63,6 +63,7 @@ __all__ = [
     "EvalSplit",
     "VictRunner",
     "as_runner",
+    "auto_threads",
     "evaluate_model",
     "gold_captions",
     "load_eval_files",
@@ -252,6 +253,20 @@ class Blip2Runner:
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
+def auto_threads(runner: Any) -> int | None:
+    """1 for a model under ``SMALL_MODEL_PARAMETERS`` on CPU (intra-op threads only add overhead there), else
+    ``None`` (keep torch's setting)."""
+    model = getattr(getattr(runner, "setup", None), "model", None) or getattr(
+        getattr(runner, "blip2", None), "model", None
+    )
+    if model is None:
+        return None
+    params = list(model.parameters())
+    if not params or params[0].device.type != "cpu":
+        return None
+    return 1 if sum(p.numel() for p in params) < SMALL_MODEL_PARAMETERS else None
+
+
 def _sentence_scores(preds: Sequence[str], questions: Sequence[EvalQuestion]) -> dict[str, Any]:
     exact, contains = [], []
     for pred, q in zip(preds, questions):
@@ -359,9 +374,9 @@ def evaluate_model(
         image_block: images whose vision features are kept while all their prompts run (bounds memory).
         reuse_features: reuse each image's vision features across prompts (same predictions; ``False`` only for
             comparisons). Applies when the runner is built here.
-        threads: torch CPU threads for this call (restored afterwards); ``None`` keeps the current setting. Tiny
-            models run faster on one thread (measured on 2 shared cores: 1 thread 2-4x faster than 2, see
-            ``benchmarks/eval_speed.py``); large models want all cores.
+        threads: torch CPU threads for the generation of this call (restored afterwards). ``None``: ``auto_threads``
+            (one thread for a model under 50M parameters on CPU: measured on 2 shared cores, one thread ran the
+            same evaluation up to 5x faster than two; larger models keep torch's setting).
 
     Returns:
         ``{"model", "kind", "data", "split", "n_images", "n_questions", "caption": {metric: x100 | None, "n",
@@ -413,6 +428,7 @@ def evaluate_model(
     }
     sentence = sentence and runner.supports_sentence and "gqa" in tasks
     previous_threads = torch.get_num_threads()
+    threads = threads if threads is not None else auto_threads(runner)
     if threads is not None:
         torch.set_num_threads(threads)
     try:
@@ -439,7 +455,7 @@ def evaluate_model(
                     if data.questions
                     else "no GQA question on the evaluated images"
                 )
-                notes.append(f"GQA `{setting}` setting skipped: {why}")
+                notes.append(f"GQA `{setting}` setting skipped: {why}.")
                 continue
             keys = sorted(got)
             if len(keys) < len(data.questions):
@@ -664,13 +680,6 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, OSError, DataError) as e:
         print(f"vict eval: error: {e}", file=sys.stderr)
         return 2
-    threads = args.threads
-    if threads is None and torch.device(args.device).type == "cpu":
-        models = [r.setup.model if r.kind == "vict" else r.blip2.model for r in runners]
-        if max(sum(p.numel() for p in m.parameters()) for m in models) < SMALL_MODEL_PARAMETERS:
-            threads = 1
-    if threads is not None:
-        torch.set_num_threads(threads)
     out_dir = Path(args.out or f"eval-{args.split}")
     reports = {}
     for runner in runners:
@@ -683,6 +692,7 @@ def run(args: argparse.Namespace) -> int:
             sentence=not args.no_sentence,
             caption_metrics=metrics,
             image_block=args.image_block,
+            threads=args.threads,
         )
     json_path, md_path = write_report(reports, out_dir, title=f"Evaluation on {data.data} ({data.name})")
     print(md_path.read_text(encoding="utf-8"))

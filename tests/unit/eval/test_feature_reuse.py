@@ -93,6 +93,9 @@ def test_evaluation_with_feature_reuse_gives_identical_predictions(model, tmp_pa
         setup, data, tasks=["gqa"], settings=["none"], sentence=False, max_new_tokens=TOKENS, threads=1
     )
     assert torch.get_num_threads() == before
+    from vict.recipes.evaluate import auto_threads
+
+    assert auto_threads(VictRunner(setup, "tiny")) == 1  # a tiny model runs on one thread by default
     assert report["gqa"]["none"]["vqa"]["n"] == len(data.questions) and set(report["gqa"]) == {"none"}
 
 
