@@ -57,7 +57,7 @@ def _configure_logging(level: int) -> None:
     root = logging.getLogger("vict")
     root.handlers = [handler]
     root.setLevel(level)
-    root.propagate = False
+    # Records still propagate: an embedding application's (or pytest's) root handlers keep seeing vict's logs.
 
 
 def run(args: argparse.Namespace) -> int:
