@@ -237,3 +237,23 @@ def test_train_cli_reports_every_config_problem(capsys, tmp_path: Path):
     assert "did you mean 'train.max_steps'?" in err and "did you mean 'peft.r'?" in err
     assert main(["train", str(LORA), f"data.world={tmp_path / 'missing'}"]) == 2
     assert "vict data world --out" in capsys.readouterr().err
+
+
+def test_zoo_builder_trains_on_the_worlds_pretrained_zoo(world: Path, tmp_path: Path):
+    # model.builder=zoo: the zoo of data.world is built once (micro preset: seconds), cached, and its BLIP-2 and
+    # target LLaMA are the frozen sources of the trained model; a second run reuses the cached zoo.
+    from vict.models.vision_llm import VisionLLMConfig
+
+    zoo_dir = tmp_path / "zoos"
+    common = [f"data.world={world}", "model.builder=zoo", "model.zoo_preset=micro", f"model.zoo_dir={zoo_dir}"]
+    common += ["train.max_steps=3", "train.warmup_steps=1"]
+    assert main(["train", str(LORA), *common, *_quiet(tmp_path / "a")]) == 0
+    zoos = sorted((zoo_dir / "zoo").iterdir())
+    assert len(zoos) == 1
+    cfg = VisionLLMConfig.load(tmp_path / "a" / "final" / "config.json")
+    assert Path(cfg.vpg_source) == (zoos[0] / "blip2").resolve()
+    assert Path(cfg.llm_source) == (zoos[0] / "target_lm").resolve()
+    stamp = (zoos[0] / "zoo.json").stat().st_mtime_ns
+    assert main(["train", str(LORA), *common, *_quiet(tmp_path / "b")]) == 0
+    assert sorted((zoo_dir / "zoo").iterdir()) == zoos
+    assert (zoos[0] / "zoo.json").stat().st_mtime_ns == stamp

@@ -207,9 +207,18 @@ class TrainRecipe:
                 logits_on_labelled_only=mc.logits_on_labelled_only,
                 **kwargs,
             )
+        vpg_source, llm_source = mc.vpg_source, mc.llm_source
+        if mc.builder == "zoo":
+            # The miniature zoo: built once per (zoo preset, world, seed) and reused from its cache afterwards.
+            from vict.zoo import build_zoo
+
+            zoo = build_zoo(
+                Path(self.cfg.data.world), Path(mc.zoo_dir), preset=mc.zoo_preset, seed=self.cfg.train.seed
+            )
+            vpg_source, llm_source = str(zoo.blip2_dir), str(zoo.target_lm_dir)
         return build_vision_llm(
-            mc.vpg_source,
-            mc.llm_source,
+            vpg_source,
+            llm_source,
             peft=self.cfg.peft,
             num_extra_queries=mc.num_extra_queries,
             vpg_format=mc.vpg_format,
