@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from vict.checkpoint import atomic_directory
 
 ZOO_FORMAT_VERSION = 2
 """Bump when the zoo's layout or training code changes what a given config produces."""
@@ -58,23 +58,9 @@ def is_complete(folder: Path) -> bool:
 
 @contextmanager
 def atomic_folder(final: Path) -> Iterator[Path]:
-    """Yield a temporary folder next to ``final``; on success rename it to ``final``, on error delete it.
-
-    If another process completed ``final`` meanwhile, its build is kept and this one is discarded (both are
-    built from the same key, hence equal)."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    """Yield a temporary folder next to ``final``; on success it replaces ``final`` atomically, on error it is
+    deleted and ``final`` is left as it was (``vict.checkpoint.atomic_directory``). A leftover ``final`` without a
+    manifest is not a build and is replaced; a concurrent build of the same key is equal, so replacing it is safe.
+    """
+    with atomic_directory(final) as tmp:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists():
-        if is_complete(final):
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        shutil.rmtree(final)  # a leftover without manifest: not a build
-    os.replace(tmp, final)
