@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,15 +12,17 @@ class ScoreError(ValueError):
 
 
 def load_json(path: str | Path, what: str) -> Any:
-    """Read a JSON file, raising ``ScoreError`` that names ``what`` and the path when it is missing or malformed."""
-    path = Path(path)
-    if not path.is_file():
+    """Read a JSON file, raising ``ScoreError`` that names ``what`` and the path when it is missing or malformed
+    (malformed JSON is reported with its line and column, as the data loaders do)."""
+    from vict.data.jsonio import load_json as load_annotation_json
+    from vict.data.policy import DataError
+
+    if not Path(path).is_file():
         raise ScoreError(f"{what}: file not found: {path}")
     try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ScoreError(f"{what}: {path} is not valid JSON ({e})") from e
+        return load_annotation_json(path)
+    except DataError as e:
+        raise ScoreError(f"{what}: {e}") from e
 
 
 def index_predictions(
