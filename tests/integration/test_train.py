@@ -20,6 +20,19 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 LORA = ROOT / "configs" / "world" / "vict_lora.yaml"
+# The shipped config trains on the world's pretrained zoo (minutes to build). These tests run it on the tiny random
+# model instead, with the LoRA settings their bounds were measured with: its random LM's frozen head bounds every
+# logit to about +-0.6, so LoRA also wraps lm_head there.
+TINY = [
+    "model.builder=tiny",
+    "peft.r=8",
+    "peft.alpha=16",
+    "peft.target_modules=[q_proj,v_proj,lm_head]",
+    "train.lr=1e-2",
+    "train.projection_lr=1e-2",
+    "data.max_length=96",
+    "train.num_threads=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +63,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(world: Path, 
     # 0, 1, 2 (e.g. 4.64 -> 3.34); q/v-only LoRA on this random LM reached only 0.98. The bound 0.8 leaves
     # room for other CPUs/BLAS while failing if the model cannot move its logits.
     out = tmp_path / "run"
-    argv = ["train", str(LORA), f"data.world={world}", "train.max_steps=40", "train.warmup_steps=5"]
+    argv = ["train", str(LORA), *TINY, f"data.world={world}", "train.max_steps=40", "train.warmup_steps=5"]
     argv += _quiet(out, **{"train.val_batches": 2, "train.sample_count": 1})
     assert main(argv) == 0
 
@@ -105,7 +118,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(world: Path, 
 
 def test_frozen_parameters_stay_bit_identical(world: Path, tmp_path: Path):
     cfg = load_config(
-        LORA, [f"data.world={world}", "train.max_steps=4", "train.warmup_steps=1", "train.val_batches=0"]
+        LORA, [*TINY, f"data.world={world}", "train.max_steps=4", "train.warmup_steps=1", "train.val_batches=0"]
     )
     cfg.train.output_dir = str(tmp_path / "run")
     cfg.train.sample_count = 0
@@ -134,8 +147,10 @@ def test_vision_feature_cache_gives_the_same_training(world: Path, tmp_path: Pat
     # 12 steps of 16 cross into the second epoch of 160 training images, so the cache is hit.
     common = [f"data.world={world}", "train.max_steps=12", "train.warmup_steps=1", "peft.dropout=0.0"]
     common += ["train.val_batches=0", "train.sample_count=0", "train.log_every=1"]
-    plain = train(load_config(LORA, [*common, f"train.output_dir={tmp_path / 'plain'}"]))
-    cfg = load_config(LORA, [*common, f"train.output_dir={tmp_path / 'cached'}", "train.cache_vision_features=true"])
+    plain = train(load_config(LORA, [*TINY, *common, f"train.output_dir={tmp_path / 'plain'}"]))
+    cfg = load_config(
+        LORA, [*TINY, *common, f"train.output_dir={tmp_path / 'cached'}", "train.cache_vision_features=true"]
+    )
     recipe = TrainRecipe(cfg)
     recipe.setup()
     recipe.train()
@@ -151,7 +166,7 @@ def test_vision_feature_cache_gives_the_same_training(world: Path, tmp_path: Pat
 def test_instruction_kinds_follow_the_configured_ratios(world: Path, tmp_path: Path):
     overrides = [f"data.world={world}", f"train.output_dir={tmp_path}", "train.val_batches=0"]
     overrides += ["data.ratios={cap: 0, qa: 3, qa_cap: 0, cap_qa: 1, qa_qa: 0}", "data.sentence_ratio=0.0"]
-    recipe = TrainRecipe(load_config(LORA, overrides))
+    recipe = TrainRecipe(load_config(LORA, [*TINY, *overrides]))
     recipe.setup()
     examples = [recipe.stream[i] for i in range(400)]
     kinds = [e.kind for e in examples]
@@ -174,20 +189,20 @@ def test_interrupted_and_resumed_equals_uninterrupted(world: Path, tmp_path: Pat
     common += ["train.grad_accum=2", "train.group_by_length=true", "peft.dropout=0.1", "train.val_batches=0"]
     common += ["train.sample_count=0", "train.save_every=0", "train.log_every=1", "train.eval_every=0"]
 
-    full = train(load_config(LORA, [*common, f"train.output_dir={tmp_path / 'full'}"]))
+    full = train(load_config(LORA, [*TINY, *common, f"train.output_dir={tmp_path / 'full'}"]))
     assert full.step == 10 and full.final_dir is not None
 
     def stop_at_4(step: int, loss: float) -> None:
         if step == 4:
             os.kill(os.getpid(), signal.SIGTERM)  # what a cluster scheduler sends before preemption
 
-    cut_cfg = load_config(LORA, [*common, f"train.output_dir={tmp_path / 'cut'}"])
+    cut_cfg = load_config(LORA, [*TINY, *common, f"train.output_dir={tmp_path / 'cut'}"])
     cut = train(cut_cfg, on_step=stop_at_4)
     assert cut.stopped_by == "SIGTERM" and cut.step == 4 and cut.final_dir is None
     state = json.loads((cut.last_checkpoint / "training_state" / "trainer_state.json").read_text())
     assert state["trainer"]["step"] == 4 and state["trainer"]["data_position"] == 8  # 4 steps x grad_accum 2
 
-    resumed = train(load_config(LORA, [*common, f"train.output_dir={tmp_path / 'cut'}", "train.resume=true"]))
+    resumed = train(load_config(LORA, [*TINY, *common, f"train.output_dir={tmp_path / 'cut'}", "train.resume=true"]))
     assert resumed.step == 10
     a, b = _trainable(full.final_dir), _trainable(resumed.final_dir)
     assert sorted(a) == sorted(b)
@@ -202,7 +217,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(world: Path, tmp_path: Pat
     assert steps == list(range(1, 11))
 
     # A crash inside a step (here: the 14th micro-batch, i.e. inside step 7) keeps the last completed step.
-    crash_cfg = load_config(LORA, [*common, f"train.output_dir={tmp_path / 'crash'}"])
+    crash_cfg = load_config(LORA, [*TINY, *common, f"train.output_dir={tmp_path / 'crash'}"])
     recipe = TrainRecipe(crash_cfg)
     recipe.setup()
     collate, calls = recipe.collator, []
@@ -219,14 +234,24 @@ def test_interrupted_and_resumed_equals_uninterrupted(world: Path, tmp_path: Pat
     recipe.cleanup()
     state = json.loads((tmp_path / "crash/checkpoints/step-00000006/training_state/trainer_state.json").read_text())
     assert state["trainer"]["step"] == 6 and state["trainer"]["data_position"] == 12
-    recovered = train(load_config(LORA, [*common, f"train.output_dir={tmp_path / 'crash'}", "train.resume=true"]))
+    recovered = train(
+        load_config(LORA, [*TINY, *common, f"train.output_dir={tmp_path / 'crash'}", "train.resume=true"])
+    )
     c = _trainable(recovered.final_dir)
     for name in a:
         torch.testing.assert_close(c[name], a[name], rtol=0, atol=1e-6, msg=f"{name} differs after a crash")
 
 
 def test_resume_dir_must_be_a_training_checkpoint(world: Path, tmp_path: Path, capsys):
-    argv = ["train", str(LORA), f"data.world={world}", *_quiet(tmp_path / "r"), "--resume", str(tmp_path / "nope")]
+    argv = [
+        "train",
+        str(LORA),
+        *TINY,
+        f"data.world={world}",
+        *_quiet(tmp_path / "r"),
+        "--resume",
+        str(tmp_path / "nope"),
+    ]
     with pytest.raises(FileNotFoundError, match=r"not a training checkpoint"):
         main(argv)
 

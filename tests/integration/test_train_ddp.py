@@ -18,6 +18,18 @@ from vict.training.metrics import read_metrics
 
 pytestmark = [pytest.mark.ddp, pytest.mark.integration]
 
+# The shipped config trains on the world's pretrained zoo (minutes to build); this test runs it on the tiny random
+# model with the LoRA settings of tests/integration/test_train.py.
+TINY = [
+    "model.builder=tiny",
+    "peft.r=8",
+    "peft.alpha=16",
+    "peft.target_modules=[q_proj,v_proj,lm_head]",
+    "train.lr=1e-2",
+    "train.projection_lr=1e-2",
+    "data.max_length=96",
+]
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,6 +44,7 @@ def test_two_process_ddp_run_finishes_and_its_checkpoint_loads(tmp_path: Path, v
     def torchrun(output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "vict", "train"]
         cmd += [str(ROOT / "configs/world/vict_lora.yaml"), f"data.world={world}", f"train.output_dir={output_dir}"]
+        cmd += TINY  # the tiny random model, not the shipped config's zoo (minutes to build)
         cmd += ["train.max_steps=8", "train.warmup_steps=1", "train.batch_size=4", "train.save_every=4"]
         cmd += ["train.eval_every=4", "train.sample_count=1", "train.log_every=1", "--quiet", *extra]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
