@@ -2,7 +2,7 @@
 
 - default tier: a micro run (40-image world, micro zoo, a few VICT steps) through the real CLI; the report has
   every key the issue lists, the files exist, and a second run with the same seed gives the same numbers;
-- slow tier (`pytest -m slow`): the fast preset, asserting the learned effects measured on it.
+- slow tier (`pytest -m slow`): the default preset (~10 min), asserting the learned effects measured on it.
 """
 
 from __future__ import annotations
@@ -91,17 +91,27 @@ def test_cli_rejects_unknown_preset(capsys: pytest.CaptureFixture) -> None:
 
 @pytest.mark.slow
 def test_default_preset_learns(tmp_path: Path) -> None:
-    """The default preset (~13 min on 2 CPU cores) through the real CLI: every key, and the effects it showed in
-    the measured runs (seed 0: BLIP-2 CIDEr 90.1 vs 26.9 untrained, colour-token accuracy 74% vs chance 17%;
-    VICT-LoRA GQA without context 32.7% vs majority 10.0%). VICT did *not* beat the question-only baseline
-    (35.7%) at this budget, so that is not asserted."""
+    """The default preset through the real CLI: every key, and exactly the effects its measured run showed.
+
+    Measured (seed 0, 2 CPU cores, idle machine, 568 s in all: zoo 311 s, VICT-LoRA 128 s, LLaMA-Adapter 84 s,
+    eval 41 s):
+    - zoo BLIP-2: colour-token accuracy 73.9% (chance 17%), captioning CIDEr 90.1 vs 26.9 untrained;
+    - GQA without context: VICT-LoRA 36.0%, LLaMA-Adapter 3.8%, majority answer 10.0%, question only 35.7%;
+    - GQA with gold / own caption: VICT-LoRA 35.7% / 35.8%, so context did not help at this size.
+    Not shown, so not asserted: VICT above the question-only baseline, context helping, VICT captions (CIDEr
+    25.3 LoRA, 33.3 adapter) far above the untrained BLIP-2's image-blind caption (26.9)."""
     assert main(["quickstart", "--out", str(tmp_path), "--preset", "default", "--seed", "0"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     _check_keys(report)
-    zoo = report["zoo_quality"]
+    zoo, gqa, base = report["zoo_quality"], report["gqa"], report["baselines"]
     # the zoo's BLIP-2 learnt to see: colours far above chance (1/6) and captions far above its untrained self
     assert zoo["trained"]["token_accuracy"]["colour"] > 50, zoo["trained"]["token_accuracy"]
     assert report["captioning"]["blip2-source"]["CIDEr"] > zoo["untrained"]["cider"] + 30, report["captioning"]
-    # VICT-LoRA on the new LM answers far better than always giving the most frequent answer
-    assert report["gqa"]["vict-lora"]["none"] > report["baselines"]["majority"] + 10, report["gqa"]
-    assert report["timings"]["total"] < 20 * 60
+    # VICT-LoRA on the new LM answers far better than always giving the most frequent answer (36.0 vs 10.0) ...
+    assert gqa["vict-lora"]["none"] > base["majority"] + 20, gqa
+    # ... and on par with the question-only baseline (36.0 vs 35.7): the bound catches a regression below it
+    assert gqa["vict-lora"]["none"] > base["question_only"] - 3, (gqa, base)
+    # LoRA far above LLaMA-Adapter on this 2-layer LM (36.0 vs 3.8)
+    assert gqa["vict-lora"]["none"] > gqa["vict-llama_adapter"]["none"] + 20, gqa
+    # the issue's budget for the default preset
+    assert report["timings"]["total"] < 15 * 60, report["timings"]

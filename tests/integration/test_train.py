@@ -31,6 +31,7 @@ TINY = [
     "train.lr=1e-2",
     "train.projection_lr=1e-2",
     "data.max_length=96",
+    "train.cache_vision_features=false",
     "train.num_threads=1",
 ]
 

@@ -28,6 +28,7 @@ TINY = [
     "train.lr=1e-2",
     "train.projection_lr=1e-2",
     "data.max_length=96",
+    "train.cache_vision_features=false",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ import torch
 
 EPILOG = """examples:
   vict quickstart --preset fast                 # about 3 minutes on 2 CPU cores (CI uses this)
-  vict quickstart                               # the default preset: about 15 minutes, clearer effects
+  vict quickstart                               # the default preset: about 10 minutes on 2 idle CPU cores, clearer effects
   vict quickstart --out runs/qs --seed 1        # another seed; the zoo is cached in runs/qs/zoo/<hash>/
 
 outputs: DIR/report.md and DIR/report.json (captioning, gqa, baselines, similarity, trainable_parameters,
@@ -461,7 +461,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register ``--out``, ``--preset`` and ``--seed``."""
     parser.add_argument("--out", default="vict-quickstart", help="output folder (default: ./vict-quickstart)")
     parser.add_argument(
-        "--preset", default="default", choices=sorted(PRESETS), help="fast (~3 min) or default (~15 min)"
+        "--preset", default="default", choices=sorted(PRESETS), help="fast (~3-4 min) or default (~10 min)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the world, the zoo and the trainings")
 
