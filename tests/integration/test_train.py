@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_world import TINY as TINY_WORLD
 
 from vict.cli import main
 from vict.config import load_config
@@ -20,20 +21,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 LORA = ROOT / "configs" / "world" / "vict_lora.yaml"
-# The shipped config trains on the world's pretrained zoo (minutes to build). These tests run it on the tiny random
-# model instead, with the LoRA settings their bounds were measured with: its random LM's frozen head bounds every
-# logit to about +-0.6, so LoRA also wraps lm_head there.
-TINY = [
-    "model.builder=tiny",
-    "peft.r=8",
-    "peft.alpha=16",
-    "peft.target_modules=[q_proj,v_proj,lm_head]",
-    "train.lr=1e-2",
-    "train.projection_lr=1e-2",
-    "data.max_length=96",
-    "train.cache_vision_features=false",
-    "train.num_threads=1",
-]
+TINY = [*TINY_WORLD, "train.num_threads=1"]
 
 
 @pytest.fixture(scope="module")

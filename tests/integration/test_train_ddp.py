@@ -13,23 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_world import TINY
 
 from vict.training.metrics import read_metrics
 
 pytestmark = [pytest.mark.ddp, pytest.mark.integration]
 
-# The shipped config trains on the world's pretrained zoo (minutes to build); this test runs it on the tiny random
-# model with the LoRA settings of tests/integration/test_train.py.
-TINY = [
-    "model.builder=tiny",
-    "peft.r=8",
-    "peft.alpha=16",
-    "peft.target_modules=[q_proj,v_proj,lm_head]",
-    "train.lr=1e-2",
-    "train.projection_lr=1e-2",
-    "data.max_length=96",
-    "train.cache_vision_features=false",
-]
 
 ROOT = Path(__file__).resolve().parents[2]
 
