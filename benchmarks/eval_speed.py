@@ -7,10 +7,13 @@
 Generation variants (each runs the whole ``evaluate_model`` generation: captions, GQA ``none``/``caption``/``self``
 short answers and, for VICT, sentence answers; scoring excluded):
 
-- ``before``: the vision tower (BLIP-2: vision + Q-Former) runs for every prompt, batches of 8;
+- ``before``: the VPG (vision tower + Q-Former) runs for every prompt, batches of 8;
 - ``batch32``: the same with batches of 32;
-- ``reuse``: batches of 32 and vision features computed once per image (``VisionFeatureCache`` /
-  ``Blip2Baseline.image_features``), the default of ``vict eval``.
+- ``reuse``: batches of 32 and each image's features computed once (the engines' ``FeatureCache``: a VICT model's
+  Q-Former outputs, BLIP-2's projected Q-Former outputs), the default of ``vict eval``.
+
+Every variant makes each image's own caption once (the engines' caption memory): the caption task and the ``self``
+setting share it.
 
 Every variant must give the same predictions as ``before`` (checked; a mismatch is printed and exits 1).
 
@@ -34,42 +37,44 @@ from typing import Any
 import torch
 
 from vict.eval.report import markdown_table
-from vict.eval.splits import load_eval_split
-from vict.recipes.evaluate import SETTINGS, Blip2Runner, VictRunner, _run_generation
+from vict.eval.splits import SETTINGS, load_eval_split
+from vict.inference import VictEngine
+from vict.inference.blip2 import Blip2Engine
+from vict.recipes.evaluate import _run_generation
 
 VARIANTS = {"before": (8, False), "batch32": (32, False), "reuse": (32, True)}
 
 
 class Timed:
-    """A runner wrapper that adds up the seconds spent in each kind of call (captions, GQA by setting)."""
+    """An engine wrapper that adds up the seconds spent in each kind of call (captions, GQA by context)."""
 
-    def __init__(self, runner: Any) -> None:
-        self.runner, self.seconds, self.prompts = runner, defaultdict(float), 0
-        self.name, self.kind, self.supports_sentence = runner.name, runner.kind, runner.supports_sentence
+    def __init__(self, engine: Any) -> None:
+        self.engine, self.seconds, self.prompts = engine, defaultdict(float), 0
+        self.name, self.kind, self.supports_sentence = engine.name, engine.kind, engine.supports_sentence
 
     def release(self) -> None:
-        self.runner.release()
+        self.engine.release()
 
-    def caption(self, images):
+    def caption(self, images, progress=None):
         t = time.perf_counter()
-        out = self.runner.caption(images)
+        out = self.engine.caption(images)
         self.prompts += len(images)
         self.seconds["captions"] += time.perf_counter() - t
         return out
 
-    def answer(self, images, questions, captions, style="short"):
+    def answer(self, images, questions, contexts, style="short", progress=None):
         t = time.perf_counter()
-        out = self.runner.answer(images, questions, captions, style)
+        out = self.engine.answer(images, questions, contexts, style)
         self.prompts += len(images)
-        stage = "sentence" if style == "sentence" else ("gqa (no context)" if captions is None else "gqa (context)")
+        stage = "sentence" if style == "sentence" else f"gqa ({contexts[0].kind})"
         self.seconds[stage] += time.perf_counter() - t
         return out
 
 
-def _runner(kind: str, model: Any, batch: int, reuse: bool) -> Any:
+def _engine(kind: str, model: Any, batch: int, reuse: bool) -> Any:
     if kind == "vict":
-        return VictRunner(model, "vict", batch_size=batch, reuse_features=reuse)
-    return Blip2Runner(model, "blip2", batch_size=batch, reuse_features=reuse)
+        return VictEngine(model.model, model.builder, model.collator, batch, name="vict", reuse_features=reuse)
+    return Blip2Engine(model, "blip2", batch_size=batch, reuse_features=reuse)
 
 
 def bench_generation(models: dict[str, Any], data: Any, repeats: int, threads: list[int]) -> bool:
@@ -82,17 +87,14 @@ def bench_generation(models: dict[str, Any], data: Any, repeats: int, threads: l
             reference = None
             for _ in range(repeats):
                 for variant, (batch, reuse) in VARIANTS.items():
-                    runner = Timed(_runner(kind, model, batch, reuse))
+                    engine = Timed(_engine(kind, model, batch, reuse))
                     t = time.perf_counter()
-                    out = _run_generation(runner, data, ("caption", "gqa"), SETTINGS, kind == "vict", 256)
+                    out = _run_generation(engine, data, ("caption", "gqa"), SETTINGS, kind == "vict", 256)
                     times[variant]["total"].append(time.perf_counter() - t)
-                    for stage, s in runner.seconds.items():
+                    for stage, s in engine.seconds.items():
                         times[variant][stage].append(s)
-                    inner = runner.runner
-                    if kind == "blip2":
-                        encoded[variant] = inner.encoded
-                    else:
-                        encoded[variant] = inner.cache.encoded if inner.cache is not None else runner.prompts
+                    cache = engine.engine.cache
+                    encoded[variant] = cache.encoded if cache is not None else engine.prompts
                     if reference is None:
                         reference = out
                     elif out != reference:
@@ -107,7 +109,7 @@ def bench_generation(models: dict[str, Any], data: Any, repeats: int, threads: l
                     med = statistics.median(times[variant][stage])
                     cells.append(f"{med:.2f} s" + ("" if variant == "before" else f" ({base / med:.2f}x)"))
                 rows.append(cells)
-            rows.append(["images through the vision tower", *(str(encoded[v]) for v in VARIANTS)])
+            rows.append(["images through the VPG", *(str(encoded[v]) for v in VARIANTS)])
             print(
                 f"\n### generation, {kind}, {n_threads} thread(s), median of {repeats}; identical predictions: {ok}\n"
             )
@@ -169,13 +171,12 @@ def main() -> int:
     parser.add_argument("--meteor", action="store_true", help="also time METEOR cold vs shared JVM (~1 min)")
     args = parser.parse_args()
     from vict.eval.blip2_baseline import Blip2Baseline
-    from vict.recipes.generate import load_for_inference
 
     data = load_eval_split(Path(args.data), args.split, limit=args.limit)
     print(f"data: {args.data} ({args.split}): {len(data.images)} images, {len(data.questions)} questions")
     models: dict[str, Any] = {}
     if args.checkpoint:
-        models["vict"] = load_for_inference(args.checkpoint)
+        models["vict"] = VictEngine.from_checkpoint(args.checkpoint)
     if args.blip2:
         models["blip2"] = Blip2Baseline.from_pretrained(args.blip2)
     threads = [int(t) for t in args.threads.split(",")]

@@ -12,9 +12,9 @@ Switches (each turned off alone, then all off, against "all on"):
   naive loop does: everything in train mode (frozen dropout fires) and ``requires_grad=True`` on frozen
   weights (their gradients are computed, then ignored by the optimizer).
 
-- ``vision_feature_cache`` (``train.cache_vision_features``, off by default): the frozen vision tower's output
-  per image is computed once and reused; measured in its steady state (the cache is filled before timing,
-  as it is after the first epoch of a run).
+- ``vision_feature_cache`` (``train.cache_vision_features``, off by default): the features no trainable parameter
+  changes (the frozen vision tower's output while the extra queries train) are computed once per image and reused;
+  measured in its steady state (the cache is filled before timing, as it is after the first epoch of a run).
 
 Each variant runs the recipe's real pipeline (PNG decode, image processor, collator, forward, backward, AdamW
 step) for ``--steps`` timed steps after ``--warmup`` untimed ones; variants are interleaved (in a rotated order)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     records = recipe.stream.records
     for i in range(0, len(records), 64):  # steady state: every training image already cached
         chunk = records[i : i + 64]
-        cache.embeds(recipe.model.vpg, [r.image_id for r in chunk], [r.image_path for r in chunk], "cpu")
+        cache.get([r.image_id for r in chunk], [(r.image_id, r.image_path) for r in chunk], "cpu")
 
     all_on = dict.fromkeys(SWITCHES, True)
     variants = {"all on": all_on}

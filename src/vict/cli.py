@@ -17,18 +17,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("vict.recipes.quickstart", "run the paper in miniature on the built-in world, offline"),
     "data": ("vict.data.cli", "generate the miniature world, inspect data sets and built instructions"),
     "train": ("vict.recipes.train_cli", "train a VICT model from a YAML config with dotted overrides"),
-    "eval": ("vict.recipes.evaluate", "run a model on a data split and write report.json + report.md"),
+    "eval": ("vict.recipes.evaluate_cli", "run a model on a data split and write report.json + report.md"),
     "score": ("vict.eval.cli", "score prediction files with the official caption/GQA/VQAv2 rules"),
     "caption": ("vict.recipes.generate_cli", "caption images with a trained checkpoint"),
     "ask": ("vict.recipes.ask_cli", "ask a trained checkpoint a question, with or without context"),
     "analyze": ("vict.eval.analyze_cli", "Q-Former token / LLM vocabulary similarity analysis"),
+    "methods": ("vict.methods.cli", "list the registered methods and connectors, with what each trains"),
     "inspect": ("vict.models.cli", "build a model (named builder or checkpoint) and print its parts"),
     "validate": ("vict.config_cli", "load and validate a training config without running it"),
 }
 
 EPILOG = """examples:
   vict quickstart --preset fast          # the whole method in miniature, a few minutes on a laptop CPU
-  vict inspect tiny                      # build the tiny model, print trainable parameters by part
+  vict methods                           # the registered methods: what each one trains
+  vict inspect tiny --method lora        # build the tiny model, print trainable parameters by part
   vict data world --out world --images 200 --seed 0
   vict train configs/world/vict_lora.yaml train.max_steps=50
   vict score gqa --predictions preds.json --questions testdev_balanced_questions.json

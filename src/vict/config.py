@@ -2,7 +2,7 @@
 
 A run is a YAML file plus ``key.sub=value`` overrides::
 
-    cfg = load_config("configs/world/vict_lora.yaml", ["train.max_steps=50", "peft.r=4"])
+    cfg = load_config("configs/world/vict_lora.yaml", ["train.max_steps=50", "method.r=4"])
 
 Loading collects every problem before raising (unknown keys with did-you-mean suggestions, values of the
 wrong type, values outside their choices, broken relationships between fields) and raises one
@@ -22,15 +22,17 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from vict.peft import PEFT_TYPES, PeftSettings  # the model package owns the PEFT settings; the config embeds them
+from vict.registry import ConnectorSpec, MethodSpec, connector_names, get_connector, get_method, method_names
+from vict.settings import SettingsError
+from vict.settings import help_field as _help
 
 __all__ = [
     "INSTRUCTION_KINDS",
     "ConfigError",
+    "ConnectorSpec",
     "DataConfig",
-    "EvalConfig",
+    "MethodSpec",
     "ModelConfig",
-    "PeftSettings",
     "TrainConfig",
     "VictConfig",
     "apply_overrides",
@@ -39,6 +41,7 @@ __all__ = [
     "config_reference",
     "config_to_dict",
     "load_config",
+    "load_data_config",
     "parse_override_value",
     "save_config",
 ]
@@ -47,7 +50,7 @@ INSTRUCTION_KINDS: tuple[str, ...] = ("cap", "qa", "qa_cap", "cap_qa", "qa_qa")
 """The five VICT instruction types (DESIGN.md §2)."""
 
 
-class ConfigError(ValueError):
+class ConfigError(SettingsError):
     """One or more configuration problems, all reported at once.
 
     Attributes:
@@ -60,11 +63,7 @@ class ConfigError(ValueError):
         self.source = source
         noun = "problem" if len(problems) == 1 else "problems"
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{len(problems)} config {noun} in {source}:\n{lines}")
-
-
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
+        ValueError.__init__(self, f"{len(problems)} config {noun} in {source}:\n{lines}")
 
 
 @dataclass
@@ -103,11 +102,9 @@ class ModelConfig:
         "folder that caches built zoos when builder=zoo (zoo_dir/zoo/<hash of zoo config + world>/)",
         default="runs",
     )
-    tiny: dict[str, Any] = field(
+    tiny: dict[str, Any] = _help(
+        "keyword arguments for build_tiny (sizes, seed); checked against its signature by `vict validate`",
         default_factory=dict,
-        metadata={
-            "help": "keyword arguments for build_tiny (sizes, seed); checked against its signature by `vict validate`"
-        },
     )
 
     def __post_init__(self) -> None:
@@ -149,11 +146,9 @@ class DataConfig:
     )
     train_split: str = _help("split used for training", default="train")
     val_split: str | None = _help("split used for validation loss and samples (null: none)", default="val")
-    ratios: dict[str, float] = field(
+    ratios: dict[str, float] = _help(
+        "relative sampling weights of the instruction kinds cap, qa, qa_cap, cap_qa, qa_qa (normalised)",
         default_factory=_default_ratios,
-        metadata={
-            "help": "relative sampling weights of the instruction kinds cap, qa, qa_cap, cap_qa, qa_qa (normalised)"
-        },
     )
     sentence_ratio: float = _help(
         "fraction of QA targets in the sentence style (GQA fullAnswer); the rest are short answers", default=0.5
@@ -221,8 +216,10 @@ class TrainConfig:
     epochs: float | None = _help("passes over the training images (used when max_steps is null)", default=1.0)
     batch_size: int = _help("examples per micro-batch per process", default=8)
     grad_accum: int = _help("micro-batches per optimizer step", default=1)
-    lr: float = _help("peak learning rate of the extra queries and the PEFT delta", default=1e-4)
-    projection_lr: float | None = _help("peak learning rate of the projection (null: same as lr)", default=None)
+    lr: float = _help("peak learning rate of the extra queries and the method's parameters", default=1e-4)
+    connector_lr: float | None = _help(
+        "peak learning rate of the connector (the Q-Former connector's projection; null: same as lr)", default=None
+    )
     weight_decay: float = _help("AdamW weight decay (not applied to biases and norms)", default=0.0)
     warmup_steps: int = _help("linear warmup steps before the schedule", default=0)
     schedule: Literal["cosine", "constant"] = _help("learning-rate schedule after warmup", default="cosine")
@@ -236,7 +233,13 @@ class TrainConfig:
     val_batches: int = _help("micro-batches of the validation split per evaluation (0: no validation)", default=4)
     sample_every: int = _help("print a generated sample every N steps (0: only at the end)", default=0)
     sample_count: int = _help("validation images captioned for a generation sample (0: none)", default=2)
+    sample_max_new_tokens: int = _help("generation budget of each sample (tokens)", default=32)
     resume: bool = _help("resume from the latest checkpoint in output_dir", default=False)
+    init_from: str | None = _help(
+        "start from the trainable weights of this checkpoint (a run's final/ or checkpoints/step-N) with a fresh "
+        "optimizer and schedule: the next stage of a recipe (null: from the sources)",
+        default=None,
+    )
     group_by_length: bool = _help("batch examples of similar length together (less padding)", default=True)
     cache_vision_features: bool = _help(
         "compute the frozen vision tower's output once per image and reuse it (same loss; skips image decoding "
@@ -255,7 +258,7 @@ class TrainConfig:
             problems.append(f"train.max_steps={self.max_steps} must be > 0 (or null to use epochs)")
         if self.epochs is not None and self.epochs <= 0:
             problems.append(f"train.epochs={self.epochs} must be > 0")
-        for name in ("batch_size", "grad_accum", "keep_last", "log_every"):
+        for name in ("batch_size", "grad_accum", "keep_last", "log_every", "sample_max_new_tokens"):
             if getattr(self, name) <= 0:
                 problems.append(f"train.{name}={getattr(self, name)} must be > 0")
         for name in ("warmup_steps", "save_every", "eval_every", "val_batches", "sample_every", "sample_count"):
@@ -263,8 +266,8 @@ class TrainConfig:
                 problems.append(f"train.{name}={getattr(self, name)} must be >= 0")
         if self.lr <= 0:
             problems.append(f"train.lr={self.lr} must be > 0")
-        if self.projection_lr is not None and self.projection_lr <= 0:
-            problems.append(f"train.projection_lr={self.projection_lr} must be > 0 or null")
+        if self.connector_lr is not None and self.connector_lr <= 0:
+            problems.append(f"train.connector_lr={self.connector_lr} must be > 0 or null")
         if self.weight_decay < 0:
             problems.append(f"train.weight_decay={self.weight_decay} must be >= 0")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
@@ -282,42 +285,27 @@ class TrainConfig:
 
 
 @dataclass
-class EvalConfig:
-    """Generation settings for samples during training and for `vict eval`."""
-
-    split: str = _help("split evaluated by `vict eval`", default="test")
-    tasks: list[str] = field(default_factory=lambda: ["caption", "gqa"], metadata={"help": "evaluation tasks"})
-    batch_size: int = _help("generation batch size", default=16)
-    max_new_tokens: int = _help("maximum generated tokens per answer or caption", default=32)
-    num_beams: int = _help("beam width (1: greedy)", default=1)
-    limit: int | None = _help("evaluate at most this many images (null: all)", default=None)
-
-    def __post_init__(self) -> None:
-        problems = []
-        for name in ("batch_size", "max_new_tokens", "num_beams"):
-            if getattr(self, name) <= 0:
-                problems.append(f"eval.{name}={getattr(self, name)} must be > 0")
-        bad = [t for t in self.tasks if t not in ("caption", "gqa")]
-        if bad:
-            problems.append(f"eval.tasks has unknown task(s) {bad}; valid: caption, gqa")
-        if self.limit is not None and self.limit <= 0:
-            problems.append(f"eval.limit={self.limit} must be > 0 or null")
-        if problems:
-            raise ConfigError(problems)
-
-
-@dataclass
 class VictConfig:
-    """The whole run: model, PEFT delta, data, training and evaluation settings."""
+    """The whole run: model, method, connector, data and training settings."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    peft: PeftSettings = field(default_factory=PeftSettings)
+    method: MethodSpec = _help(
+        "the method that modifies the frozen LLM and what it trains: method.type names a registered method "
+        "(`vict methods` lists them); the other method.* keys are that method's settings",
+        default_factory=MethodSpec,
+    )
+    connector: ConnectorSpec = _help(
+        "how vision enters the LLM: connector.type names a registered connector (empty: the method's default); "
+        "the other connector.* keys are its settings",
+        default_factory=ConnectorSpec,
+    )
     data: DataConfig = field(default_factory=lambda: DataConfig(world="runs/world"))
     train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
         problems = []
+        # The saved config names the connector explicitly (resolved from the method's default).
+        self.connector = self.connector.resolved(self.method)
         if self.train.mixed_precision == "fp16" and self.model.frozen_dtype == "bfloat16":
             problems.append(
                 "train.mixed_precision=fp16 with model.frozen_dtype=bfloat16 mixes two half formats; "
@@ -345,19 +333,28 @@ class VictConfig:
 
 _SECTIONS: dict[str, type] = {
     "model": ModelConfig,
-    "peft": PeftSettings,
+    "method": MethodSpec,
+    "connector": ConnectorSpec,
     "data": DataConfig,
     "train": TrainConfig,
-    "eval": EvalConfig,
 }
 
-
-# Choices of `str` fields in dataclasses owned by other modules (checked here with did-you-mean suggestions).
-_CHOICES: dict[str, tuple[str, ...]] = {"peft.type": tuple(PEFT_TYPES)}
+_SPECS: dict[type, tuple[Any, Any]] = {
+    MethodSpec: (get_method, method_names),
+    ConnectorSpec: (get_connector, connector_names),
+}
+"""Sections whose keys depend on their ``type``: the registry lookup and the list of registered names."""
 
 
 def _all_paths(cls: type = VictConfig, prefix: str = "") -> list[str]:
-    """Dotted paths of every leaf field, e.g. ``train.lr``."""
+    """Dotted paths of every leaf field, e.g. ``train.lr`` (a spec section: ``type`` and every registered
+    class's settings)."""
+    if cls in _SPECS:
+        lookup, names = _SPECS[cls]
+        out = [f"{prefix}type"]
+        for name in names():
+            out += [p for p in _all_paths(lookup(name).settings_class, prefix) if p not in out]
+        return out
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
@@ -372,7 +369,8 @@ def _all_paths(cls: type = VictConfig, prefix: str = "") -> list[str]:
 # Names other trainers use for our keys, so that a typo of a familiar name still gets a useful suggestion.
 _ALIASES: dict[str, str] = {
     "learning_rate": "train.lr",
-    "projection_learning_rate": "train.projection_lr",
+    "connector_learning_rate": "train.connector_lr",
+    "projection_lr": "train.connector_lr",
     "gradient_accumulation_steps": "train.grad_accum",
     "grad_accumulation": "train.grad_accum",
     "num_epochs": "train.epochs",
@@ -380,9 +378,11 @@ _ALIASES: dict[str, str] = {
     "per_device_train_batch_size": "train.batch_size",
     "warmup": "train.warmup_steps",
     "lr_scheduler_type": "train.schedule",
-    "lora_r": "peft.r",
-    "lora_alpha": "peft.alpha",
-    "lora_dropout": "peft.dropout",
+    "lora_r": "method.r",
+    "lora_alpha": "method.alpha",
+    "lora_dropout": "method.dropout",
+    "peft": "method",
+    "peft_type": "method.type",
     "num_query_tokens": "model.num_extra_queries",
 }
 
@@ -512,8 +512,9 @@ def _build_section(cls: type, data: Any, prefix: str, problems: list[str]) -> An
             problems.append(f"unknown key '{prefix}{key}'; {_suggest(str(key), prefix, names)}")
             continue
         tp = hints[key]
-        if f"{prefix}{key}" in _CHOICES:  # a plain `str` field of a dataclass owned elsewhere, with fixed choices
-            tp = Literal[_CHOICES[f"{prefix}{key}"]]  # type: ignore[valid-type]
+        if tp in _SPECS:
+            kwargs[key] = _build_spec(tp, value, f"{prefix}{key}.", problems)
+            continue
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build_section(tp, value, f"{prefix}{key}.", problems)
             continue
@@ -523,11 +524,8 @@ def _build_section(cls: type, data: Any, prefix: str, problems: list[str]) -> An
             problems.append(str(err))
     try:
         return cls(**kwargs)
-    except ConfigError as err:
+    except SettingsError as err:  # every settings dataclass reports its problems as a list
         problems.extend(err.problems)
-    except ValueError as err:  # a dataclass owned elsewhere (vict.peft.PeftSettings) raises one multi-line error
-        lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
-        problems.extend(lines or [str(err)])
     # Relationship checks failed: still return an object (defaults where needed) so that other sections and
     # the root can be checked too; the caller raises with everything collected.
     obj = object.__new__(cls)
@@ -539,6 +537,48 @@ def _build_section(cls: type, data: Any, prefix: str, problems: list[str]) -> An
         else:
             setattr(obj, f.name, f.default_factory())  # type: ignore[misc]
     return obj
+
+
+def _build_spec(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
+    """A ``MethodSpec`` / ``ConnectorSpec`` section: ``type`` picks the registered class, whose settings dataclass
+    types and checks the other keys (unknown ones get a did-you-mean among that class's settings)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(f"{prefix.rstrip('.')} should be a mapping with a `type` key, got {data!r}")
+        return cls()
+    data = dict(data)
+    name = data.pop("type", cls.__dataclass_fields__["type"].default)
+    if not name:
+        if data:
+            problems.append(
+                f"{prefix}type is empty but {prefix.rstrip('.')} settings {sorted(data)} are given; name it"
+            )
+        return cls()
+    lookup, _ = _SPECS[cls]
+    try:
+        target = lookup(str(name))
+    except SettingsError as err:
+        problems.extend(err.problems)
+        return cls()
+    before = len(problems)
+    own = {f.name for f in dataclasses.fields(target.settings_class)}
+    foreign: dict[str, list[str]] = {}  # keys that belong to another registered type, by that type
+    for key in [k for k in data if k not in own]:
+        others = [n for n in _SPECS[cls][1]() if key in lookup(n).settings_class.__dataclass_fields__]
+        if others:
+            foreign.setdefault(others[0], []).append(f"{prefix}{key}")
+            del data[key]
+    for other, keys in foreign.items():
+        problems.append(
+            f"{', '.join(keys)}: setting(s) of {prefix}type={other!r}, not of {name!r} (its settings: "
+            f"{', '.join(sorted(own)) or 'none'}); remove them, or replace the whole section on the command line: "
+            f"'{prefix.rstrip('.')}={{type: {name}}}'"
+        )
+    settings = _build_section(target.settings_class, data, prefix, problems)
+    if len(problems) > before:
+        return cls()
+    return cls(type=str(name), settings=settings)
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> VictConfig:
@@ -628,7 +668,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
     Args:
         path: YAML file (``None``: start from the defaults).
-        overrides: e.g. ``["train.max_steps=50", "peft.type=llama_adapter"]``.
+        overrides: e.g. ``["train.max_steps=50", "method.type=llama_adapter"]``.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -653,9 +693,34 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return config_from_dict(data, source)
 
 
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain nested dict of a config dataclass (YAML/JSON serialisable)."""
-    return dataclasses.asdict(cfg)
+def load_data_config(path: str | Path) -> DataConfig:
+    """Only the ``data`` section of a saved run config (what inference needs: the prompt templates, the chat
+    template switch, the maximum length), so that checkpoints whose other sections an older or newer ``vict``
+    wrote still load for inference."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError([f"invalid YAML: {err}"], str(path)) from err
+    problems: list[str] = []
+    section = _build_section(DataConfig, data.get("data") if isinstance(data, dict) else None, "data.", problems)
+    if problems:
+        raise ConfigError(problems, str(path))
+    return section
+
+
+def config_to_dict(cfg: Any) -> Any:
+    """Plain nested data of a config dataclass (YAML/JSON serialisable); spec sections are flat
+    (``{"type": "lora", "r": 8, ...}``)."""
+    if isinstance(cfg, MethodSpec | ConnectorSpec):
+        return cfg.to_dict()
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, dict):
+        return {k: config_to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, list | tuple):
+        return [config_to_dict(v) for v in cfg]
+    return cfg
 
 
 def save_config(cfg: VictConfig, path: str | Path) -> None:
@@ -691,44 +756,39 @@ def check_paths(cfg: VictConfig) -> list[str]:
         problems.append(f"data.templates: {d.templates} does not exist")
     if cfg.model.builder == "hf" and cfg.model.vpg_format == "lavis" and not Path(str(cfg.model.vpg_source)).is_file():
         problems.append(f"model.vpg_source: LAVIS checkpoint {cfg.model.vpg_source} does not exist")
+    if cfg.train.init_from and not (Path(cfg.train.init_from) / "vict_trainable.safetensors").is_file():
+        problems.append(
+            f"train.init_from={cfg.train.init_from}: not a model checkpoint (no vict_trainable.safetensors); "
+            "give a run's final/ or checkpoints/step-N folder"
+        )
+    init_weights = getattr(cfg.connector.settings, "init_weights", None)
+    if init_weights and not Path(init_weights).is_file():
+        problems.append(f"connector.init_weights={init_weights} does not exist")
     return problems
 
 
-def _docstring_attributes(cls: type) -> dict[str, str]:
-    """``name: text`` entries of a Google-style ``Attributes:`` docstring section (help for dataclasses owned
-    elsewhere, which document fields there rather than in ``metadata``)."""
-    out: dict[str, str] = {}
-    lines = (cls.__doc__ or "").splitlines()
-    inside, current = False, None
-    for line in lines:
-        stripped = line.strip()
-        if stripped == "Attributes:":
-            inside = True
-            continue
-        if not inside:
-            continue
-        if not stripped:
-            break
-        name, sep, text = stripped.partition(":")
-        if sep and name.isidentifier() and line.startswith(" " * 8) and not line.startswith(" " * 12):
-            current = name
-            out[name] = text.strip()
-        elif current:
-            out[current] += " " + stripped
-    return out
-
-
 def config_reference(cls: type = VictConfig, prefix: str = "") -> str:
-    """Every config key with its type, default and help, one per line (printed by ``--help``)."""
+    """Every config key with its type, default and help, one per line (printed by ``--help``); a spec section
+    lists the settings of every registered method or connector under its ``type``."""
     lines = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        if tp in _SPECS:
+            lookup, names = _SPECS[tp]
+            lines.append(f"{prefix}{f.name}:  ({f.metadata['help']})")
+            default = config_to_dict(f.default_factory())["type"] or "(the method's default)"  # type: ignore[misc]
+            lines.append(f"  {prefix}{f.name}.type (one of {', '.join(names())}; default {default})")
+            for name in names():
+                target = lookup(name)
+                lines.append(f"  {prefix}{f.name}.type={name}: {target.description}")
+                body = config_reference(target.settings_class, f"{prefix}{f.name}.")
+                lines += ["  " + line for line in body.splitlines()] if body else []
+            continue
         if dataclasses.is_dataclass(tp):
             lines.append(f"{prefix}{f.name}:  ({(tp.__doc__ or '').strip().splitlines()[0]})")
             lines.append(config_reference(tp, f"{prefix}{f.name}."))
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f.metadata.get("help") or _docstring_attributes(cls).get(f.name, "")
-        lines.append(f"  {prefix}{f.name} ({_describe(tp)}, default {default!r})\n      {help_text}")
+        lines.append(f"  {prefix}{f.name} ({_describe(tp)}, default {default!r})\n      {f.metadata.get('help', '')}")
     return "\n".join(lines)

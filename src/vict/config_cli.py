@@ -11,7 +11,7 @@ from vict.config import ConfigError, check_paths, config_reference, config_to_di
 
 EPILOG = """examples:
   vict validate configs/world/vict_lora.yaml
-  vict validate configs/world/vict_lora.yaml train.max_steps=50 peft.r=4 --print
+  vict validate configs/world/vict_lora.yaml train.max_steps=50 method.r=4 --print
   vict validate configs/llama7b/coco_gqa_vict_lora.yaml data.images=/data/coco/images --check-paths
 
 exit status: 0 valid, 2 invalid (every problem is listed, each with the key, the value and the fix).
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     steps = f"{cfg.train.max_steps} steps" if cfg.train.max_steps else f"{cfg.train.epochs} epochs"
     data = f"world {cfg.data.world}" if cfg.data.world else f"captions {cfg.data.captions}"
     print(
-        f"ok: {args.config}: model.builder={cfg.model.builder}, peft.type={cfg.peft.type}, {data}, {steps}, "
+        f"ok: {args.config}: model.builder={cfg.model.builder}, method.type={cfg.method.type}, connector.type={cfg.connector.type}, {data}, {steps}, "
         f"batch {cfg.train.batch_size}x{cfg.train.grad_accum}, lr {cfg.train.lr:g} -> {cfg.train.output_dir}"
     )
     return 0

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def test_similarity_vict_and_blip2_series(tmp_path: Path) -> None:
     from vict.models.builders import build_tiny
 
-    model = build_tiny(peft="lora", num_extra_queries=4, seed=0)
+    model = build_tiny("lora", num_extra_queries=4, seed=0)
     ckpt = model.save_pretrained(tmp_path / "ckpt")
     images = tmp_path / "images"
     images.mkdir()

@@ -101,7 +101,8 @@ def test_blip2_baseline_generates_batched_and_deterministic(tiny_blip2: Path, im
 
 def test_blip2_cached_image_features_give_identical_outputs(tiny_blip2: Path, image_dir: Path) -> None:
     from vict.eval.blip2_baseline import Blip2Baseline
-    from vict.recipes.evaluate import Blip2Runner
+    from vict.inference import Context
+    from vict.inference.blip2 import Blip2Engine
 
     blip2 = Blip2Baseline.from_pretrained(tiny_blip2)
     images = [Image.open(p).convert("RGB") for p in sorted(image_dir.glob("*.png"))]
@@ -113,14 +114,23 @@ def test_blip2_cached_image_features_give_identical_outputs(tiny_blip2: Path, im
         images, questions, contexts, 4
     )
     assert blip2.caption(None, max_new_tokens=4, image_features=features) == blip2.caption(images, max_new_tokens=4)
-    # Through the runner: each image through the vision tower + Q-Former once, whatever the number of prompts.
+    # Through the engine: each image through the vision tower + Q-Former once, whatever the number of prompts.
     paths = [p for p in sorted(image_dir.glob("*.png"))] * 3
     asked = questions * 3
-    fresh = Blip2Runner(blip2, "b", batch_size=4, max_new_tokens=4, reuse_features=False)
-    reused = Blip2Runner(blip2, "b", batch_size=4, max_new_tokens=4)
-    assert reused.answer(paths, asked, None) == fresh.answer(paths, asked, None)
+    fresh = Blip2Engine(blip2, "b", batch_size=4, max_new_tokens=4, reuse_features=False)
+    reused = Blip2Engine(blip2, "b", batch_size=4, max_new_tokens=4)
+    texts = [a.answer for a in reused.answer(paths, asked)]
+    assert texts == [a.answer for a in fresh.answer(paths, asked)]
     assert reused.caption(paths[:3]) == fresh.caption(paths[:3])
-    assert reused.encoded == 3 and fresh.encoded == 12
+    assert reused.cache.encoded == 3 and fresh.cache is None
+    # The `self` context: its own caption first, made once per image and shared with the caption request.
+    own = reused.answer(paths, asked, Context.own_caption())
+    assert [a.caption for a in own] == reused.caption(paths)
+    given = reused.answer(
+        paths, asked, [Context.given_caption(c) if c else Context.none() for c in reused.caption(paths)]
+    )
+    assert [a.answer for a in own] == [a.answer for a in given]
+    assert own[0].prompt == blip2.prompt(asked[0], own[0].caption) and reused.cache.encoded == 3
 
 
 def test_similarity_cli_on_tiny_blip2(tiny_blip2: Path, image_dir: Path, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vict.models.builders import build_tiny
 
     out = tmp_path_factory.mktemp("ckpt") / "final"
-    build_tiny(peft="lora", num_extra_queries=4, seed=0).save_pretrained(out)
+    build_tiny("lora", num_extra_queries=4, seed=0).save_pretrained(out)
     return out
 
 

@@ -28,7 +28,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vict.models.builders import build_tiny
 
     out = tmp_path_factory.mktemp("ckpt") / "final"
-    build_tiny(peft="lora", num_extra_queries=4, seed=0).save_pretrained(out)
+    build_tiny("lora", num_extra_queries=4, seed=0).save_pretrained(out)
     return out
 
 
@@ -90,7 +90,7 @@ def test_eval_writes_both_reports_with_all_keys(world: Path, checkpoint: Path, t
 
 
 def test_gold_caption_is_first_non_dense(world: Path) -> None:
-    from vict.recipes.evaluate import load_eval_split
+    from vict.eval.splits import load_eval_split
 
     split = load_eval_split(world, "test", limit=3)
     captions = json.loads((world / "annotations" / "captions_test.json").read_text())

@@ -45,8 +45,10 @@ def _check_keys(report: dict) -> None:
         "timings",
         "config",
     }
-    assert list(report["captioning"]) == list(qs.ROWS) == list(report["gqa"]) == list(report["trainable_parameters"])
-    for row in qs.ROWS:
+    assert (
+        list(report["captioning"]) == list(MICRO.rows) == list(report["gqa"]) == list(report["trainable_parameters"])
+    )
+    for row in MICRO.rows:
         assert list(report["captioning"][row]) == ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE"]
         assert list(report["gqa"][row]) == ["none", "caption", "self"]
         for setting, acc in report["gqa"][row].items():

@@ -90,9 +90,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(world: Path, 
     state = ["training_state/optimizer.safetensors", "training_state/rng.safetensors"]
     assert ckpt_files == sorted([*files, *state, "training_state/trainer_state.json"])
     own = load_file(str(final / "vict_trainable.safetensors"))
-    assert {k.split(".")[0] for k in own} == {"projection", "vpg"} and all(
-        k.startswith("projection.") or "extra_quer" in k for k in own
-    ), sorted(own)
+    assert set(own) == {"connector.projection.weight", "connector.projection.bias", "vpg.extra_queries"}, sorted(own)
     adapter = load_file(str(final / "adapter" / "adapter_model.safetensors"))
     assert adapter and all("lora_" in k for k in adapter), sorted(adapter)  # no frozen base weights
     size = sum(p.stat().st_size for p in final.rglob("*.safetensors"))
@@ -116,13 +114,13 @@ def test_frozen_parameters_stay_bit_identical(world: Path, tmp_path: Path):
     model = recipe.model
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(("lora_" in n) or n.startswith("projection.") or "extra_quer" in n for n in trainable)
+    assert trainable and all(("lora_" in n) or n.startswith("connector.") or "extra_quer" in n for n in trainable)
     recipe.train()
     recipe.cleanup()
     frozen_changed = [n for n, p in model.named_parameters() if n not in trainable and not torch.equal(p, before[n])]
     assert frozen_changed == []
     changed = {n for n in trainable if not torch.equal(dict(model.named_parameters())[n], before[n])}
-    assert any(n.startswith("projection.") for n in changed) and any("extra_quer" in n for n in changed)
+    assert any(n.startswith("connector.") for n in changed) and any("extra_quer" in n for n in changed)
     assert any("lora_" in n for n in changed)
     # The model is still in training mode, yet every dropout of the frozen parts is in eval mode (never fired);
     # only LoRA's own dropout trains.
@@ -134,7 +132,7 @@ def test_frozen_parameters_stay_bit_identical(world: Path, tmp_path: Path):
 
 def test_vision_feature_cache_gives_the_same_training(world: Path, tmp_path: Path):
     # 12 steps of 16 cross into the second epoch of 160 training images, so the cache is hit.
-    common = [f"data.world={world}", "train.max_steps=12", "train.warmup_steps=1", "peft.dropout=0.0"]
+    common = [f"data.world={world}", "train.max_steps=12", "train.warmup_steps=1", "method.dropout=0.0"]
     common += ["train.val_batches=0", "train.sample_count=0", "train.log_every=1"]
     plain = train(load_config(LORA, [*TINY, *common, f"train.output_dir={tmp_path / 'plain'}"]))
     cfg = load_config(
@@ -144,7 +142,8 @@ def test_vision_feature_cache_gives_the_same_training(world: Path, tmp_path: Pat
     recipe.setup()
     recipe.train()
     cached = recipe.cleanup()
-    assert len(recipe.vision_cache.entries) == 160 and recipe.vision_cache.hits == 12 * 16 - 160
+    assert len(recipe.vision_cache) == 160 and recipe.vision_cache.hits == 12 * 16 - 160
+    assert recipe.vision_level == "vision"  # the extra queries train: the ViT output is what stays fixed
     for (step, a), (_, b) in zip(plain.train_losses, cached.train_losses):
         assert b == pytest.approx(a, abs=1e-5), step
     x, y = _trainable(plain.final_dir), _trainable(cached.final_dir)
@@ -175,7 +174,7 @@ def _trainable(path: Path) -> dict[str, torch.Tensor]:
 def test_interrupted_and_resumed_equals_uninterrupted(world: Path, tmp_path: Path):
     # grad_accum 2, LoRA dropout on (RNG matters), length grouping on (data order matters).
     common = [f"data.world={world}", "train.max_steps=10", "train.warmup_steps=2", "train.batch_size=8"]
-    common += ["train.grad_accum=2", "train.group_by_length=true", "peft.dropout=0.1", "train.val_batches=0"]
+    common += ["train.grad_accum=2", "train.group_by_length=true", "method.dropout=0.1", "train.val_batches=0"]
     common += ["train.sample_count=0", "train.save_every=0", "train.log_every=1", "train.eval_every=0"]
 
     full = train(load_config(LORA, [*TINY, *common, f"train.output_dir={tmp_path / 'full'}"]))
@@ -246,9 +245,9 @@ def test_resume_dir_must_be_a_training_checkpoint(world: Path, tmp_path: Path, c
 
 
 def test_train_cli_reports_every_config_problem(capsys, tmp_path: Path):
-    assert main(["train", str(LORA), "train.max_stepz=3", "peft.rr=2", "data.world=/nonexistent"]) == 2
+    assert main(["train", str(LORA), "train.max_stepz=3", "method.rr=2", "data.world=/nonexistent"]) == 2
     err = capsys.readouterr().err
-    assert "did you mean 'train.max_steps'?" in err and "did you mean 'peft.r'?" in err
+    assert "did you mean 'train.max_steps'?" in err and "did you mean 'method.r'?" in err
     assert main(["train", str(LORA), f"data.world={tmp_path / 'missing'}"]) == 2
     assert "vict data world --out" in capsys.readouterr().err
 

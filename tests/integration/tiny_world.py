@@ -7,11 +7,11 @@ logit to about +-0.6, so LoRA also wraps lm_head there.
 
 TINY = [
     "model.builder=tiny",
-    "peft.r=8",
-    "peft.alpha=16",
-    "peft.target_modules=[q_proj,v_proj,lm_head]",
+    "method.r=8",
+    "method.alpha=16",
+    "method.target_modules=[q_proj,v_proj,lm_head]",
     "train.lr=1e-2",
-    "train.projection_lr=1e-2",
+    "train.connector_lr=1e-2",
     "data.max_length=96",
     "train.cache_vision_features=false",
 ]

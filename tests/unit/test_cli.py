@@ -8,7 +8,19 @@ import pytest
 
 from vict.cli import COMMANDS, main
 
-EXPECTED = ["quickstart", "data", "train", "eval", "score", "caption", "ask", "analyze", "inspect", "validate"]
+EXPECTED = [
+    "quickstart",
+    "data",
+    "train",
+    "eval",
+    "score",
+    "caption",
+    "ask",
+    "analyze",
+    "methods",
+    "inspect",
+    "validate",
+]
 
 
 def test_the_subcommand_table_is_the_documented_one() -> None:

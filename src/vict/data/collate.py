@@ -43,7 +43,8 @@ class VictCollator:
 
     Args:
         tokenizer: the target LLM's (fast) tokenizer.
-        num_visual_tokens: slots per image (= ``VisionLLM.num_visual_tokens``).
+        num_visual_tokens: slots per image (= ``VisionLLM.num_visual_tokens``; 0 for a connector without visual
+            tokens: the marker then only splits the prompt).
         image_processor: callable like ``BlipImageProcessor``: ``(images=[PIL RGB], return_tensors="pt")`` ->
             ``{"pixel_values": (b, 3, H, W)}``; ``None`` gives batches without ``pixel_values``.
         max_length: maximum sequence length including the slots.
@@ -68,8 +69,8 @@ class VictCollator:
         add_bos: bool | None = None,
     ) -> None:
         problems = []
-        if num_visual_tokens < 1:
-            problems.append(f"num_visual_tokens={num_visual_tokens}: need at least 1 slot")
+        if num_visual_tokens < 0:
+            problems.append(f"num_visual_tokens={num_visual_tokens}: must be >= 0 (0: the connector adds no tokens)")
         if max_length <= num_visual_tokens + 2:
             problems.append(
                 f"max_length={max_length} leaves no room for text after {num_visual_tokens} visual tokens; "

@@ -109,7 +109,7 @@ def vict_series(checkpoint: str, llm: str | None, images: list, batch_size: int,
     @torch.no_grad()
     def encode(batch: list) -> torch.Tensor:
         pixel_values = model.vpg.preprocess(batch).to(device)
-        return model.encode_images(pixel_values)
+        return model.encode_images(pixel_values).tokens
 
     tokens = _batched_tokens(encode, images, batch_size)
     tokenizer = model.tokenizer

@@ -197,11 +197,13 @@ class Blip2Baseline:
         """Short answers with ``Question: {} Short answer:``; a context caption, when given, goes first.
         ``image_features (len(questions), num_query_tokens, d_lm)`` may replace ``images``."""
         contexts = list(contexts) if contexts is not None else [None] * len(questions)
-        prompts = [
-            BLIP2_CONTEXT_QA_PROMPT.format(c, q) if c else BLIP2_QA_PROMPT.format(q)
-            for q, c in zip(questions, contexts)
-        ]
+        prompts = [self.prompt(q, c) for q, c in zip(questions, contexts)]
         return self.generate(images, prompts, max_new_tokens, image_features=image_features)
+
+    @staticmethod
+    def prompt(question: str, context: str | None = None) -> str:
+        """The short-answer prompt of ``question``, with ``context`` text first when it is not empty."""
+        return BLIP2_CONTEXT_QA_PROMPT.format(context, question) if context else BLIP2_QA_PROMPT.format(question)
 
     @torch.no_grad()
     def image_features(self, images: Sequence[Image.Image]) -> torch.Tensor:

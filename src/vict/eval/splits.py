@@ -22,6 +22,8 @@ from typing import Any
 from vict.eval.predictions import ScoreError
 
 TASKS: tuple[str, ...] = ("caption", "gqa")
+SETTINGS: tuple[str, ...] = ("none", "caption", "self")
+"""GQA context settings of an evaluation: the question alone, a gold caption, the model's own caption."""
 GOLD_CAPTION_RULE = 'first caption of the image (annotation order) not flagged "dense": true'
 
 

@@ -24,7 +24,7 @@ from transformers import Blip2Config, LlamaConfig, OPTConfig
 
 from vict.models.tokenizer import builtin_tokenizer
 from vict.models.vision_llm import VisionLLM, VisionLLMConfig
-from vict.peft import PeftSettings
+from vict.registry import ConnectorSpec, MethodSpec
 
 PAPER_VPG_SOURCE = "Salesforce/blip2-opt-2.7b"
 PAPER_LLM_SOURCE = "huggyllama/llama-7b"
@@ -203,10 +203,34 @@ def write_tiny_llm(out_dir: str | Path, seed: int = 0, tokenizer: Any = None, ar
     return Path(out_dir)
 
 
+MethodArg = str | MethodSpec | dict[str, Any]
+ConnectorArg = str | ConnectorSpec | dict[str, Any] | None
+
+
+def method_spec(method: MethodArg) -> MethodSpec:
+    """A ``MethodSpec`` from a name (default settings), a ``{"type": ..., **settings}`` dict or a spec."""
+    if isinstance(method, MethodSpec):
+        return method
+    if isinstance(method, str):
+        return MethodSpec(type=method)
+    return MethodSpec.from_dict(method)
+
+
+def connector_spec(connector: ConnectorArg) -> ConnectorSpec:
+    """A ``ConnectorSpec`` from ``None`` (the method's default), a name, a dict or a spec."""
+    if connector is None:
+        return ConnectorSpec()
+    if isinstance(connector, ConnectorSpec):
+        return connector
+    if isinstance(connector, str):
+        return ConnectorSpec(type=connector)
+    return ConnectorSpec.from_dict(connector, default_type="")
+
+
 def build_vision_llm(
     vpg_source: str | Path,
     llm_source: str | Path,
-    peft: str | PeftSettings = "lora",
+    method: MethodArg = "lora",
     num_extra_queries: int = 32,
     vpg_format: str = "hf",
     frozen_dtype: str = "float32",
@@ -214,16 +238,17 @@ def build_vision_llm(
     seed: int = 0,
     tokenizer: Any = None,
     vpg_options: dict[str, Any] | None = None,
+    connector: ConnectorArg = None,
 ) -> VisionLLM:
     """The one code path behind every builder: a ``VisionLLMConfig`` from the arguments, then
     ``VisionLLM.from_config`` (VPG and LLM loaded from their sources, trainable parts seeded by ``seed``)."""
-    settings = peft if isinstance(peft, PeftSettings) else PeftSettings(type=peft)
     config = VisionLLMConfig(
         vpg_source=_absolute_if_local(vpg_source),
         llm_source=_absolute_if_local(llm_source),
         vpg_format=vpg_format,
         num_extra_queries=num_extra_queries,
-        peft=settings,
+        method=method_spec(method),
+        connector=connector_spec(connector),
         frozen_dtype=frozen_dtype,
         logits_on_labelled_only=logits_on_labelled_only,
         seed=seed,
@@ -250,73 +275,88 @@ def tiny_sources(cache_dir: str | Path | None = None, seed: int = 0, llm_arch: s
     return blip_dir, llm_dir
 
 
+TINY_METHOD_SETTINGS: dict[str, dict[str, Any]] = {
+    "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+    "llama_adapter": {"adapter_len": 4, "adapter_layers": 2},
+}
+"""Settings ``build_tiny`` gives a method named by a string: small, and without dropout so tests are exact."""
+
+
 def build_tiny(
-    peft: str | PeftSettings = "lora",
+    method: MethodArg = "lora",
     num_extra_queries: int = 4,
     seed: int = 0,
     cache_dir: str | Path | None = None,
     llm_arch: str = "llama",
     frozen_dtype: str = "float32",
     logits_on_labelled_only: bool = True,
+    connector: ConnectorArg = None,
 ) -> VisionLLM:
     """A tiny random VICT model (8 + ``num_extra_queries`` visual tokens, 30 px images), for tests and smoke
     runs. Its BLIP-2 and LLM are real saved checkpoints under ``cache_dir`` (default ``default_cache_dir()/tiny``),
-    written once per seed; everything is deterministic for ``seed``."""
-    if isinstance(peft, str):
-        # Tiny adapters: LLaMA-Adapter prompts on both layers; LoRA rank 4. Dropout off so tests are exact.
-        peft = PeftSettings(type=peft, r=4, alpha=8, dropout=0.0, adapter_len=4, adapter_layers=2)
+    written once per seed; everything is deterministic for ``seed``. ``method`` is a registered method's name
+    (tiny settings, ``TINY_METHOD_SETTINGS``), a ``{"type": ..., **settings}`` dict or a ``MethodSpec``."""
+    if isinstance(method, str):
+        method = MethodSpec.from_dict({"type": method, **TINY_METHOD_SETTINGS.get(method, {})})
     blip_dir, llm_dir = tiny_sources(cache_dir, seed=seed, llm_arch=llm_arch)
     return build_vision_llm(
         blip_dir,
         llm_dir,
-        peft=peft,
+        method=method,
         num_extra_queries=num_extra_queries,
         frozen_dtype=frozen_dtype,
         logits_on_labelled_only=logits_on_labelled_only,
         seed=seed,
+        connector=connector,
     )
 
 
 def build_paper(
     vpg_source: str | Path = PAPER_VPG_SOURCE,
     llm_source: str | Path = PAPER_LLM_SOURCE,
-    peft: str | PeftSettings = "lora",
+    method: MethodArg = "lora",
     num_extra_queries: int = 32,
     frozen_dtype: str = "bfloat16",
     seed: int = 0,
 ) -> VisionLLM:
     """The paper's setting: BLIP-2 ViT-g + Q-Former of ``Salesforce/blip2-opt-2.7b`` (32 original + 32 extra
-    queries) + LLaMA-7B, with the ``PeftSettings`` defaults: LoRA r=8, alpha=16 on q_proj/v_proj, or
-    LLaMA-Adapter with 10 prompt tokens in the top 2 layers (pass a ``PeftSettings`` to change them).
+    queries) + LLaMA-7B, with the method's default settings: LoRA r=8, alpha=16 on q_proj/v_proj, or
+    LLaMA-Adapter with 10 prompt tokens in the top 2 layers (pass a ``MethodSpec`` or dict to change them).
 
     Reads the real weights (only the VPG tensors of the BLIP-2 checkpoint; the LLM via
     ``AutoModelForCausalLM``); frozen parts in ``frozen_dtype``. ``paper_footprint`` counts the same model
     without any weights."""
     return build_vision_llm(
-        vpg_source, llm_source, peft=peft, num_extra_queries=num_extra_queries, frozen_dtype=frozen_dtype, seed=seed
+        vpg_source,
+        llm_source,
+        method=method,
+        num_extra_queries=num_extra_queries,
+        frozen_dtype=frozen_dtype,
+        seed=seed,
     )
 
 
-def paper_footprint(peft: str | PeftSettings = "lora", num_extra_queries: int = 32) -> dict[str, Any]:
+def paper_footprint(
+    method: MethodArg = "lora", num_extra_queries: int = 32, connector: ConnectorArg = None
+) -> dict[str, Any]:
     """Parameter counts by part and the checkpoint size of ``build_paper``'s model, from configs alone.
 
     Builds the VPG (``paper_blip2_config()``) and LLaMA-7B (``llama_7b_config()``) on the meta device (no
-    weights are allocated or downloaded), applies the same PEFT delta, and counts. ``checkpoint_bytes`` is the
-    size of the trainable tensors saved in float32 (``4 * trainable``), i.e. ``vict_trainable.safetensors``
-    plus ``adapter/adapter_model.safetensors`` without their small headers.
+    weights are allocated or downloaded), applies the same connector and method, and counts.
+    ``checkpoint_bytes`` is the size of the trainable tensors saved in float32 (``4 * trainable``), i.e.
+    ``vict_trainable.safetensors`` plus the method's files without their small headers.
     """
     from transformers import AutoModelForCausalLM
 
     from vict.models.vpg import VisualPromptGenerator, VPGSpec
-    from vict.peft.trainable import count_by_part
 
-    settings = peft if isinstance(peft, PeftSettings) else PeftSettings(type=peft)
     blip2 = paper_blip2_config()
     config = VisionLLMConfig(
         vpg_source=PAPER_VPG_SOURCE,
         llm_source=PAPER_LLM_SOURCE,
         num_extra_queries=num_extra_queries,
-        peft=settings,
+        method=method_spec(method),
+        connector=connector_spec(connector),
         frozen_dtype="bfloat16",
     )
     with torch.device("meta"):
@@ -324,6 +364,11 @@ def paper_footprint(peft: str | PeftSettings = "lora", num_extra_queries: int = 
             blip2, num_extra_queries, spec=VPGSpec(PAPER_VPG_SOURCE, "hf", num_extra_queries)
         )
         llm = AutoModelForCausalLM.from_config(llama_7b_config())
-        model = VisionLLM(vpg, llm, None, config)
-    counts = count_by_part(model)
-    return {"counts": counts, "checkpoint_bytes": 4 * counts["trainable"], "config": config.to_dict()}
+        model = VisionLLM.compose(vpg, llm, None, config)
+    counts = model.trainable_parameters_by_part()
+    return {
+        "counts": counts,
+        "checkpoint_bytes": 4 * counts["trainable"],
+        "num_visual_tokens": model.num_visual_tokens,
+        "config": config.to_dict(),
+    }

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-TRAINABLE_ROWS = ("extra_queries", "projection", "peft")
-FROZEN_ROWS = ("frozen_vision", "frozen_qformer", "frozen_llm", "frozen_other")
+from typing import Any
 
 
 def human_count(n: int) -> str:
@@ -24,21 +23,19 @@ def human_bytes(n: int) -> str:
     return f"{value:.2f} GiB"
 
 
-def parameter_table(counts: dict[str, int], title: str = "parameters by part") -> str:
-    """A fixed-width table of ``count_by_part`` output: trainable parts, their sum, frozen parts, totals."""
-    total = max(counts.get("total", 0), 1)
-    lines = [title, f"  {'part':<16} {'parameters':>14} {'':>9} {'share':>8}"]
+def parameter_table(counts: dict[str, Any], title: str = "parameters by part") -> str:
+    """A fixed-width table of ``VisionLLM.trainable_parameters_by_part()``: per part its trainable and frozen
+    parameters, then the sums, and the trainable share of the whole model."""
+    total = max(int(counts.get("total", 0)), 1)
+    lines = [title, f"  {'part':<15} {'trainable':>14} {'':>8} {'frozen':>16} {'':>8}"]
 
-    def row(name: str, key: str) -> None:
-        n = counts.get(key, 0)
-        lines.append(f"  {name:<16} {n:>14,} {human_count(n):>9} {100 * n / total:>7.3f}%")
+    def row(name: str, trainable: int, frozen: int) -> None:
+        lines.append(
+            f"  {name:<15} {trainable:>14,} {human_count(trainable):>8} {frozen:>16,} {human_count(frozen):>8}"
+        )
 
-    for key in TRAINABLE_ROWS:
-        row(key, key)
-    row("= trainable", "trainable")
-    for key in FROZEN_ROWS:
-        if key in counts:
-            row(key.replace("frozen_", "frozen "), key)
-    row("= frozen", "frozen")
-    row("total", "total")
+    for part, entry in counts.get("parts", {}).items():
+        row(part, entry["trainable"], entry["frozen"])
+    row("= total", int(counts.get("trainable", 0)), int(counts.get("frozen", 0)))
+    lines.append(f"  trainable share: {100 * counts.get('trainable', 0) / total:.3f}% of {total:,} parameters")
     return "\n".join(lines)

@@ -1,8 +1,8 @@
 """``vict ask``: ask a trained VICT checkpoint a question about an image, with or without context.
 
-Context modes (at most one): ``--context-caption TEXT`` (``caption`` mode), ``--context-qa Q A`` (``qa`` mode),
-``--self-context`` (``self`` mode: the model captions the image, then answers with that caption). Without any,
-the question is asked alone (``none`` mode).
+Context (at most one): ``--context-caption TEXT`` (a given caption), ``--context-qa Q A`` (a given question-answer
+pair), ``--self-context`` (the model captions the image, then answers with that caption); without any, the
+question is asked alone. The flags become one ``vict.inference.Context``; the engine does the rest.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from vict.recipes.generate import answer_questions, load_for_inference, open_image
+from vict.inference import Context, VictEngine, open_image
 
 EPILOG = """examples:
   vict ask --checkpoint runs/vict_lora/final --image world/images/181.png --question "what color is the circle?"
@@ -38,47 +38,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
 
 
-def _mode(args: argparse.Namespace) -> str:
-    if args.context_caption is not None:
-        return "caption"
-    if args.context_qa is not None:
-        return "qa"
-    return "self" if args.self_context else "none"
+def context_from_args(args: argparse.Namespace) -> Context:
+    """The ``Context`` the flags ask for (``ValueError`` naming the flag when its text is empty)."""
+    try:
+        if args.context_caption is not None:
+            return Context.given_caption(args.context_caption)
+        if args.context_qa is not None:
+            return Context.given_qa(*args.context_qa)
+    except ValueError as err:
+        flag = "--context-caption" if args.context_caption is not None else "--context-qa"
+        raise ValueError(f"{flag}: {err}") from err
+    return Context.own_caption() if args.self_context else Context.none()
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate the inputs (exit 2 naming the bad one), load the checkpoint, answer, print."""
-    mode = _mode(args)
     try:
         if not args.question.strip():
             raise ValueError("--question is empty: ask something, e.g. --question 'what color is the circle?'")
-        if mode == "caption" and not args.context_caption.strip():
-            raise ValueError("--context-caption is empty: give the caption text or drop the option")
-        if mode == "qa" and not all(x.strip() for x in args.context_qa):
-            raise ValueError("--context-qa needs a non-empty question and answer: --context-qa 'Q?' 'A'")
+        context = context_from_args(args)
         if args.max_new_tokens is not None and args.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens {args.max_new_tokens}: must be >= 1")
         image = open_image(args.image, what="--image")
-        setup = load_for_inference(args.checkpoint, device=args.device)
+        engine = VictEngine.from_checkpoint(args.checkpoint, device=args.device)
     except (ValueError, FileNotFoundError) as e:
         print(f"vict ask: error: {e}", file=sys.stderr)
         return 2
-    (answer,) = answer_questions(
-        setup.model,
-        [image],
-        [args.question],
-        mode=mode,
-        captions=[args.context_caption] if mode == "caption" else None,
-        context_qa=[tuple(args.context_qa)] if mode == "qa" else None,
-        style=args.style,
-        max_new_tokens=args.max_new_tokens,
-        builder=setup.builder,
-        collator=setup.collator,
-    )
+    (answer,) = engine.answer([image], [args.question], context, args.style, max_new_tokens=args.max_new_tokens)
     if args.json:
         print(json.dumps({"image": args.image, **answer.to_dict()}, indent=2))
         return 0
-    if mode == "self":
+    if context.kind == "self":
         print(f"caption: {answer.caption}")
     print(f"answer: {answer.answer}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from vict.recipes.generate import MAX_NEW_TOKENS, caption_images, load_for_inference, open_image
+from vict.inference import MAX_NEW_TOKENS, VictEngine, open_image
 
 EPILOG = """examples:
   vict caption --checkpoint runs/vict_lora/final world/images/181.png world/images/182.png
@@ -30,18 +30,11 @@ def run(args: argparse.Namespace) -> int:
         if args.batch_size < 1 or args.max_new_tokens < 1:
             raise ValueError("--batch-size and --max-new-tokens must be >= 1")
         images = [open_image(p, what="IMAGE") for p in args.images]
-        setup = load_for_inference(args.checkpoint, device=args.device)
+        engine = VictEngine.from_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size)
     except (ValueError, FileNotFoundError) as e:
         print(f"vict caption: error: {e}", file=sys.stderr)
         return 2
-    captions = caption_images(
-        setup.model,
-        images,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        builder=setup.builder,
-        collator=setup.collator,
-    )
+    captions = engine.caption(images, max_new_tokens=args.max_new_tokens)
     if args.json:
         print(json.dumps([{"image": p, "caption": c} for p, c in zip(args.images, captions)], indent=2))
     else:

@@ -3,10 +3,11 @@
 Stages (each printed with its name and the estimated time left):
 1. ``world``: generate the miniature world (COCO/GQA formats) into ``DIR/world``;
 2. ``zoo``: build or reuse the miniature model zoo (tiny BLIP-2 with its OPT, tiny LLaMA) in ``DIR/zoo``;
-3. ``train vict-lora`` / ``train vict-llama_adapter``: VICT on the target LLaMA with the zoo BLIP-2's frozen
-   VPG, extra queries, a projection and LoRA or LLaMA-Adapter (``vict.recipes.train``);
-4. ``eval``: the source BLIP-2 (BLIP-2 baseline path) and both VICT models on the test split, captioning and
-   GQA without context / with the gold caption / with the model's own caption (``vict.recipes.evaluate``);
+3. ``train vict-<method>`` for each of the preset's methods (LoRA and LLaMA-Adapter): VICT on the target LLaMA
+   with the zoo BLIP-2's frozen VPG, extra queries, the connector and the method, with the settings of the
+   method's ``quickstart_recipe`` (``vict.recipes.train``);
+4. ``eval``: the source BLIP-2 (``Blip2Engine``) and every VICT model (``VictEngine``) on the test split, captioning
+   and GQA without context / with the gold caption / with the model's own caption (``vict.recipes.evaluate``);
 5. ``similarity``: the source Q-Former tokens against the source LM's and the target LM's vocabularies;
 6. ``report``: ``DIR/report.json``, ``DIR/report.md`` and the plots, and the tables printed.
 """
@@ -24,6 +25,8 @@ from typing import Any
 
 import torch
 
+from vict.settings import help_field
+
 EPILOG = """examples:
   vict quickstart --preset fast                 # about 3 minutes on 2 CPU cores (CI uses this)
   vict quickstart                               # the default preset: about 10 minutes on 2 idle CPU cores, clearer effects
@@ -34,50 +37,51 @@ timings, config), DIR/similarity.png, DIR/gqa_context.png, DIR/runs/<row>/ (chec
 A rerun with the same seed reuses the zoo and gives the same numbers.
 """
 
-ROWS: tuple[str, ...] = ("blip2-source", "vict-lora", "vict-llama_adapter")
+SOURCE_ROW = "blip2-source"
 CAPTION_KEYS: tuple[str, ...] = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
 GQA_SETTINGS: tuple[str, ...] = ("none", "caption", "self")
-LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-"""Every linear layer of a LLaMA block. On the 2-layer target LLaMA of the default zoo (800 steps), q/v-only LoRA
-reached a train loss of ~1.0 and GQA 32.7%, all linear layers (r 16) ~0.77 and 36.0% (see the issue 6 report)."""
 
 
 @dataclass(frozen=True)
 class QuickstartPreset:
-    """Everything a quickstart run decides, apart from the seed."""
+    """Everything a quickstart run decides, apart from the seed (per-method settings and learning rates come from
+    each method's ``quickstart_recipe``)."""
 
-    world_images: int
-    """Images of the generated world (80% train, 10% val, 10% test)."""
-    zoo: str
-    """Zoo preset (``vict.zoo.presets``)."""
-    train_steps: int
-    """VICT optimiser steps per PEFT type."""
-    batch_size: int
-    lr: float
-    """Peak learning rate of LoRA and the extra queries."""
-    adapter_lr: float
-    """Peak learning rate of the LLaMA-Adapter row's adapter: its zero-initialised gates start it slower than
-    LoRA. Measured on the default zoo, 300 steps: final train loss 2.31 at 5e-3, 1.91 at 2e-2; 800 steps: 1.71
-    at 2e-2 (adapter_len 30), 1.68 at 5e-2. Its GQA accuracy stays below 10% at every setting tried: greedy
-    generation equals the argmax of the forward pass, the model answers eos first (the frozen LM's prior after
-    the instruction's closing '.'), and the adapter cannot override it at this size (see the issue 6 report)."""
-    projection_lr: float
-    """Peak learning rate of the projection (both rows). Measured with LoRA, 300 steps on the default zoo:
-    lr 2e-3 / projection 2e-3 -> train loss 1.18, GQA 30.2%; 5e-3 / 1e-2 -> 0.97, 34.8%."""
-    num_extra_queries: int
-    fast_caption_metrics: bool
-    """Skip METEOR and SPICE (their JVMs cost ~20 s each); they are then reported as unavailable."""
-    similarity_images: int
-    eta_s: dict[str, float]
-    """Nominal seconds per stage on 2 busy CPU cores, for the time-left estimate."""
-    lora_r: int = 16
-    """LoRA rank (alpha = 2 r). Every linear layer of the tiny LLaMA is adapted (``LORA_TARGETS``)."""
-    adapter_len: int = 10
-    """LLaMA-Adapter prompt tokens per layer (every layer of the tiny LLaMA is adapted)."""
-    train_threads: int = 2
-    """``torch.set_num_threads`` of the VICT trainings (the zoo keeps its own, fixed for reproducibility).
-    Measured on an idle 2-core machine: ~100 samples/s with 2 threads vs ~45 with 1."""
+    world_images: int = help_field("images of the generated world (80% train, 10% val, 10% test)")
+    zoo: str = help_field("zoo preset (vict.zoo.presets)")
+    train_steps: int = help_field("VICT optimiser steps per method")
+    batch_size: int = help_field("examples per training step")
+    connector_lr: float = help_field("peak learning rate of the connector (the projection), every row")
+    num_extra_queries: int = help_field("trainable queries appended to the BLIP-2's originals")
+    fast_caption_metrics: bool = help_field(
+        "skip METEOR and SPICE (their JVMs cost ~20 s each); they are then reported as unavailable"
+    )
+    similarity_images: int = help_field("test images of the Q-Former similarity analysis")
+    eta_s: dict[str, float] = help_field(
+        "nominal seconds per stage on 2 busy CPU cores, for the time-left estimate ('train' is per method)"
+    )
+    methods: tuple[str, ...] = help_field(
+        "the methods trained and evaluated, one row each (vict-<method>)", default=("lora", "llama_adapter")
+    )
+    train_threads: int = help_field(
+        "torch.set_num_threads of the VICT trainings (the zoo keeps its own, fixed for reproducibility; 2 threads "
+        "ran ~2x faster than 1 on an idle 2-core machine)",
+        default=2,
+    )
 
+    @property
+    def rows(self) -> tuple[str, ...]:
+        """Report rows: the source BLIP-2, then one per method."""
+        return (SOURCE_ROW, *(f"vict-{m}" for m in self.methods))
+
+    def stage_eta_s(self) -> dict[str, float]:
+        """Nominal seconds of every stage, in order (one ``train vict-<method>`` stage per method)."""
+        eta = dict(self.eta_s)
+        trains = {f"train vict-{m}": eta["train"] for m in self.methods}
+        return {"world": eta["world"], "zoo": eta["zoo"], **trains, **{k: eta[k] for k in AFTER_TRAINING}}
+
+
+AFTER_TRAINING: tuple[str, ...] = ("eval", "similarity", "report")
 
 PRESETS: dict[str, QuickstartPreset] = {
     "fast": QuickstartPreset(
@@ -85,42 +89,22 @@ PRESETS: dict[str, QuickstartPreset] = {
         zoo="fast",
         train_steps=200,
         batch_size=16,
-        lr=5e-3,
-        adapter_lr=5e-2,
-        projection_lr=1e-2,
+        connector_lr=1e-2,
         num_extra_queries=8,
         fast_caption_metrics=True,
         similarity_images=20,
-        eta_s={
-            "world": 3,
-            "zoo": 110,
-            "train vict-lora": 25,
-            "train vict-llama_adapter": 20,
-            "eval": 45,
-            "similarity": 3,
-            "report": 1,
-        },
+        eta_s={"world": 3, "zoo": 110, "train": 22, "eval": 45, "similarity": 3, "report": 1},
     ),
     "default": QuickstartPreset(
         world_images=1000,
         zoo="default",
         train_steps=800,
         batch_size=16,
-        lr=5e-3,
-        adapter_lr=5e-2,
-        projection_lr=1e-2,
+        connector_lr=1e-2,
         num_extra_queries=8,
         fast_caption_metrics=False,
         similarity_images=50,
-        eta_s={
-            "world": 4,
-            "zoo": 450,
-            "train vict-lora": 110,
-            "train vict-llama_adapter": 90,
-            "eval": 150,
-            "similarity": 5,
-            "report": 2,
-        },
+        eta_s={"world": 4, "zoo": 450, "train": 100, "eval": 150, "similarity": 5, "report": 2},
     ),
 }
 
@@ -161,17 +145,17 @@ class StageClock:
         return round(time.perf_counter() - self._start, 2)
 
 
-def train_config(preset: QuickstartPreset, peft: str, world: Path, zoo: Any, out: Path, seed: int) -> dict[str, Any]:
+def train_config(preset: QuickstartPreset, method: str, world: Path, zoo: Any, out: Path, seed: int) -> dict[str, Any]:
     """The VICT training config (a ``vict.config`` dict) of one row: the zoo's BLIP-2 as frozen VPG, the
-    zoo's LLaMA as target LM."""
-    peft_cfg: dict[str, Any] = {"type": peft}
-    lr = preset.lr if peft == "lora" else preset.adapter_lr
-    if peft == "lora":
-        r = preset.lora_r
-        peft_cfg |= {"r": r, "alpha": 2 * r, "dropout": 0.05, "target_modules": list(LORA_TARGETS)}
-    else:
-        layers = json.loads((Path(zoo.target_lm_dir) / "config.json").read_text())["num_hidden_layers"]
-        peft_cfg |= {"adapter_len": preset.adapter_len, "adapter_layers": layers}  # every layer of the tiny LLaMA
+    zoo's LLaMA as target LM, the method's settings and learning rate from its ``quickstart_recipe``."""
+    from vict.registry import get_method
+
+    llm_config = json.loads((Path(zoo.target_lm_dir) / "config.json").read_text())
+    recipe = get_method(method).quickstart_recipe(llm_config)
+    if recipe is None:
+        raise ValueError(
+            f"method {method!r} has no quickstart recipe (Method.quickstart_recipe); drop it from methods"
+        )
     return {
         "model": {
             "builder": "hf",
@@ -180,15 +164,15 @@ def train_config(preset: QuickstartPreset, peft: str, world: Path, zoo: Any, out
             "num_extra_queries": preset.num_extra_queries,
             "frozen_dtype": "float32",
         },
-        "peft": peft_cfg,
+        "method": {"type": method, **recipe["settings"]},
         "data": {"world": str(world), "train_split": "train", "val_split": "val", "max_length": 128},
         "train": {
             "output_dir": str(out),
             "seed": seed,
             "max_steps": preset.train_steps,
             "batch_size": preset.batch_size,
-            "lr": lr,
-            "projection_lr": preset.projection_lr,
+            "lr": recipe["lr"],
+            "connector_lr": preset.connector_lr,
             "warmup_steps": max(1, preset.train_steps // 20),
             "schedule": "cosine",
             "save_every": 0,
@@ -198,7 +182,7 @@ def train_config(preset: QuickstartPreset, peft: str, world: Path, zoo: Any, out
             "sample_count": 0,
             "log_every": 10,
             "num_threads": preset.train_threads,
-            # the VPG is frozen: its vision-tower outputs are computed once per image (same losses, measured)
+            # the vision tower is frozen: its outputs are computed once per image (same losses, measured)
             "cache_vision_features": True,
         },
     }
@@ -332,8 +316,9 @@ def quickstart(
     from vict.eval.blip2_baseline import Blip2Baseline
     from vict.eval.captioning import CAPTION_METRICS, FAST_CAPTION_METRICS
     from vict.eval.similarity import plot_similarity_histogram
+    from vict.inference import VictEngine
+    from vict.inference.blip2 import Blip2Engine
     from vict.recipes.evaluate import evaluate_model
-    from vict.recipes.generate import load_for_inference
     from vict.recipes.train import train
     from vict.zoo import build_zoo
 
@@ -347,7 +332,8 @@ def quickstart(
     for product in ("runs", "eval"):  # outputs of an earlier run in the same folder: regenerated below
         shutil.rmtree(out / product, ignore_errors=True)
     world = out / "world"
-    clock = StageClock(p.eta_s, printer)
+    clock = StageClock(p.stage_eta_s(), printer)
+    rows = p.rows
 
     def make_world() -> None:
         generate_world(world, images=p.world_images, seed=seed, overwrite=True)
@@ -356,9 +342,11 @@ def quickstart(
     zoo = clock.run("zoo", lambda: build_zoo(world, out, p.zoo, seed=seed, progress=printer))
 
     finals: dict[str, Path] = {}
-    for peft in ("lora", "llama_adapter"):
-        row = f"vict-{peft}"
-        cfg = config_from_dict(train_config(p, peft, world, zoo, out / "runs" / row, seed), source=f"quickstart {row}")
+    for method in p.methods:
+        row = f"vict-{method}"
+        cfg = config_from_dict(
+            train_config(p, method, world, zoo, out / "runs" / row, seed), source=f"quickstart {row}"
+        )
 
         def run_training(cfg: Any = cfg) -> Path:
             result = train(cfg)
@@ -371,25 +359,25 @@ def quickstart(
     metrics = FAST_CAPTION_METRICS if p.fast_caption_metrics else CAPTION_METRICS
 
     def evaluate_all() -> tuple[dict[str, Any], dict[str, Any]]:
-        reports, models = {}, {}
+        reports, engines = {}, {}
         blip2 = Blip2Baseline.from_pretrained(zoo.blip2_dir)
-        models["blip2-source"] = blip2
-        for row in ROWS:
-            target = blip2 if row == "blip2-source" else load_for_inference(finals[row])
-            if row != "blip2-source":
-                models[row] = target
+        for row in rows:
+            engines[row] = (
+                Blip2Engine(blip2, name=row)
+                if row == SOURCE_ROW
+                else VictEngine.from_checkpoint(finals[row], name=row)
+            )
             reports[row] = evaluate_model(
-                target,
+                engines[row],
                 world,
                 split="test",
                 out_dir=out / "eval",
-                name=row,
                 caption_metrics=metrics,
                 sentence=False,  # not in the paper's tables; `vict eval` reports it
             )
-        return reports, models
+        return reports, engines
 
-    reports, models = clock.run("eval", evaluate_all)
+    reports, engines = clock.run("eval", evaluate_all)
 
     def similarity() -> dict[str, Any]:
         from PIL import Image
@@ -398,11 +386,12 @@ def quickstart(
             im["file_name"] for im in json.loads((world / "annotations" / "captions_test.json").read_text())["images"]
         ]
         images = [Image.open(world / "images" / f).convert("RGB") for f in test_ids[: p.similarity_images]]
-        blip2 = models["blip2-source"]
+        blip2 = engines[SOURCE_ROW].blip2
+        first = rows[1]  # the first VICT row's projection into the target LM
         with torch.no_grad():
             source_tokens = blip2.visual_tokens(images)
-            vict = models["vict-lora"].model
-            target_tokens = vict.encode_images(vict.vpg.preprocess(images))
+            vict = engines[first].model
+            target_tokens = vict.encode_images(vict.vpg.preprocess(images)).tokens
         series = {
             "source_lm": analyze_series(source_tokens, blip2.input_embeddings(), blip2.tokenizer),
             "target_lm": analyze_series(
@@ -411,7 +400,7 @@ def quickstart(
         }
         plot_similarity_histogram(
             {"source Q-Former -> source LM (BLIP-2 projection)": series["source_lm"]["values"],
-             "source Q-Former -> target LM (VICT-LoRA projection)": series["target_lm"]["values"]},
+             f"source Q-Former -> target LM ({first} projection)": series["target_lm"]["values"]},
             out / "similarity.png",
         )  # fmt: skip
         return {
@@ -423,12 +412,12 @@ def quickstart(
 
     def write() -> dict[str, Any]:
         baselines = blind_baselines(world)
-        trainable = {"blip2-source": zoo.manifest()["blip2"]["trained_parameters"]}
-        for row in ROWS[1:]:
-            trainable[row] = int(models[row].model.trainable_parameters_by_part()["trainable"])
+        trainable = {SOURCE_ROW: zoo.manifest()["blip2"]["trained_parameters"]}
+        for row in rows[1:]:
+            trainable[row] = int(engines[row].model.trainable_parameters_by_part()["trainable"])
         report = {
-            "captioning": {row: caption_row(reports[row]) for row in ROWS},
-            "gqa": {row: gqa_row(reports[row]) for row in ROWS},
+            "captioning": {row: caption_row(reports[row]) for row in rows},
+            "gqa": {row: gqa_row(reports[row]) for row in rows},
             "baselines": baselines,
             "similarity": sim,
             "trainable_parameters": trainable,
@@ -440,8 +429,7 @@ def quickstart(
                 "quickstart": asdict(p),
                 "zoo": {"key": zoo.key, "dir": str(zoo.root), "reused": zoo.reused, **zoo.manifest()["config"]},
                 "train": {
-                    row: train_config(p, row.split("-", 1)[1], world, zoo, out / "runs" / row, seed)
-                    for row in ROWS[1:]
+                    f"vict-{m}": train_config(p, m, world, zoo, out / "runs" / f"vict-{m}", seed) for m in p.methods
                 },
                 "caption_metrics": list(metrics),
             },

@@ -1,9 +1,14 @@
-"""The VICT training recipe: one stage, end to end, on ``accelerate.Accelerator``.
+"""The VICT training recipe on ``accelerate.Accelerator``: one stage end to end, or a method's chain of stages.
 
-Reads top to bottom: ``setup()`` (model, data, optimizer, schedule, resume) -> ``train()`` (the loop: micro-
-batches with gradient accumulation, clipping, optimizer and schedule steps, logging, validation, samples,
-checkpoints, graceful stop) -> ``cleanup()`` (final checkpoint, ``loss.png``). Only the extra queries, the
-projection and the PEFT delta train; the model class keeps every frozen part in eval mode and out of autograd.
+Reads top to bottom: ``setup()`` (model, data, optimizer, schedule, resume or ``init_from``) -> ``train()`` (the
+loop: ``_train_step`` per micro-batch with gradient accumulation, then ``_optimizer_step``: clipping, optimizer and
+schedule steps; logging, validation, samples, checkpoints, graceful stop) -> ``cleanup()`` (final checkpoint,
+``loss.png``). What trains is the model's single predicate (extra queries, connector, the method's delta); the
+model class keeps every frozen part in eval mode and out of autograd.
+
+Stages: ``train.init_from=DIR`` starts from a checkpoint's trainable weights with a fresh optimizer and schedule.
+A method that declares stages (``Method.stages()``) is trained by ``train`` stage after stage, each in
+``<output_dir>/<stage>/`` with its config overrides, each initialised from the previous stage's ``final/``.
 
 The same code runs on one CPU, one GPU, ``torchrun --nproc_per_node N -m vict train ...`` (gloo on CPU) and
 ``accelerate launch [--config_file configs/accelerate/ddp.yaml] -m vict train ...``. Rank 0 alone writes files.
@@ -11,7 +16,9 @@ The same code runs on one CPU, one GPU, ``torchrun --nproc_per_node N -m vict tr
 Exactness of resume: the batch order is a pure function of ``(seed, epoch, position)``
 (``vict.training.sampler``), each example a pure function of ``(seed, index)`` (``ExampleStream``), and a
 checkpoint stores the optimizer, the schedule, every process's RNG states and the data position, so an
-interrupted and resumed run reaches the same parameters as an uninterrupted one.
+interrupted and resumed run reaches the same parameters as an uninterrupted one. A resume whose config differs in
+a setting that changes the run (``vict.training.continuation.RESUME_MAY_CHANGE`` lists the ones that may change) is
+refused, naming the setting.
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vict.config import VictConfig, check_paths, save_config
-from vict.training.checkpoints import FINAL_DIR, latest_checkpoint, rotate_checkpoints, step_dir
+from vict.config import VictConfig, check_paths, config_to_dict, save_config
+from vict.connectors.base import VisionFeatures
+from vict.training.checkpoints import CONFIG_YAML, FINAL_DIR, latest_checkpoint, rotate_checkpoints, step_dir
+from vict.training.continuation import check_resume_config, load_init_weights
 from vict.training.metrics import MetricsLogger, Throughput, read_metrics
 from vict.training.plots import plot_loss
 from vict.training.sampler import BatchPlan
@@ -44,8 +53,6 @@ from vict.training.state import (
 )
 
 logger = logging.getLogger(__name__)
-
-CONFIG_YAML = "config.yaml"
 
 
 @dataclass
@@ -84,12 +91,73 @@ def train(
             latest one in ``cfg.train.output_dir`` instead).
         on_step: called on every process after each optimizer step with ``(step, loss)`` (tests, notebooks).
     """
+    from vict.registry import get_method
+
+    stages = get_method(cfg.method.type)(cfg.method.settings).stages()
+    if stages:
+        return train_stages(cfg, stages, resume_from=resume_from, on_step=on_step)
     recipe = TrainRecipe(cfg, resume_from=resume_from, on_step=on_step)
     recipe.setup()
     try:
         recipe.train()
     finally:
         result = recipe.cleanup()
+    return result
+
+
+def stage_config(cfg: VictConfig, stage: Any, output_dir: Path, init_from: Path | None) -> VictConfig:
+    """The run config of one stage: ``cfg`` with the stage's overrides, its own output folder and ``init_from``."""
+    from vict.config import apply_overrides, config_from_dict
+
+    overrides = {**stage.overrides_for(cfg), "train.output_dir": str(output_dir)}
+    if init_from is not None:
+        overrides["train.init_from"] = str(init_from)
+    data = apply_overrides(config_to_dict(cfg), [f"{k}={_yaml_value(v)}" for k, v in overrides.items()])
+    return config_from_dict(data, source=f"stage {stage.name!r} of method {cfg.method.type!r}")
+
+
+def _yaml_value(value: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def train_stages(
+    cfg: VictConfig,
+    stages: Any,
+    resume_from: str | Path | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Run a method's stages in order (``<output_dir>/<stage>/``), each initialised from the previous one's
+    ``final/``; with ``train.resume=true`` a finished stage (its ``final/`` exists) is kept and an interrupted one
+    resumes. Returns the last stage's result (its ``final/`` is the model)."""
+    if resume_from is not None:
+        raise ValueError(
+            f"method {cfg.method.type!r} trains in stages ({', '.join(s.name for s in stages)}): resume with "
+            "train.resume=true (each stage folder keeps its own checkpoints) instead of --resume DIR"
+        )
+    root = Path(cfg.train.output_dir)
+    previous: Path | None = None
+    result: TrainResult | None = None
+    for k, stage in enumerate(stages, 1):
+        stage_cfg = stage_config(cfg, stage, root / stage.name, previous)
+        final = root / stage.name / FINAL_DIR
+        if cfg.train.resume and (final / "config.json").is_file():
+            logger.info("stage %d/%d %s: already trained (%s), kept", k, len(stages), stage.name, final)
+            previous = final
+            continue
+        logger.info("stage %d/%d %s: %s", k, len(stages), stage.name, stage.description)
+        recipe = TrainRecipe(stage_cfg, on_step=on_step)
+        recipe.setup()
+        try:
+            recipe.train()
+        finally:
+            result = recipe.cleanup()
+        if result.final_dir is None:  # stopped by a signal: the later stages wait for the resume
+            return result
+        previous = result.final_dir
+    if result is None:  # every stage was already trained
+        result = TrainResult(output_dir=root, final_dir=previous, last_checkpoint=None, step=0)
     return result
 
 
@@ -154,8 +222,8 @@ class TrainRecipe:
         # 2. Seeds: every process gets its own stream (dropout), all derived from train.seed.
         self._seed_everything(tc.seed + self.rank)
 
-        # 3. Model: frozen VPG + trainable extra queries + projection + PEFT delta. Rank 0 first, so that files a
-        #    builder writes (the tiny builder's checkpoints, hub downloads) are written once, then read by all.
+        # 3. Model: frozen VPG + trainable extra queries + connector + the method's delta. Rank 0 first, so that
+        #    files a builder writes (the tiny builder's checkpoints, hub downloads) are written once, then read by all.
         with acc.main_process_first():
             self.model = self._build_model()
         self.tokenizer = self.model.tokenizer
@@ -189,22 +257,32 @@ class TrainRecipe:
             self.metrics = MetricsLogger(self.output_dir, resume_step=self.state.step if resume_dir else None)
 
     def _build_model(self) -> Any:
+        """The model as the config describes it; then the trainable weights of the checkpoint resumed from
+        (exactly its own) or of ``train.init_from`` (an earlier stage's: what it holds, the rest kept)."""
+        model = self._build_fresh_model()
+        if self.resume_dir is not None:
+            check_resume_config(self.resume_dir, self.cfg)
+            model.load_trainable(self.resume_dir, strict=True)
+        elif self.cfg.train.init_from:
+            loaded = load_init_weights(model, Path(self.cfg.train.init_from))
+            self._info(
+                f"train.init_from={self.cfg.train.init_from}: {len(loaded['loaded'])} trainable tensors loaded"
+                + (f", {len(loaded['kept'])} start fresh ({', '.join(loaded['kept'][:6])})" if loaded["kept"] else "")
+            )
+        return model
+
+    def _build_fresh_model(self) -> Any:
         from vict.models.builders import build_tiny, build_vision_llm
-        from vict.models.vision_llm import VisionLLM
 
         mc = self.cfg.model
-        if self.resume_dir is not None:
-            # The checkpoint's config.json names the same frozen sources; its trainable tensors are loaded.
-            model = VisionLLM.from_pretrained(self.resume_dir, frozen_dtype=mc.frozen_dtype)
-            model.config.logits_on_labelled_only = mc.logits_on_labelled_only
-            return model
         if mc.builder == "tiny":
             kwargs = {"seed": self.cfg.train.seed, **mc.tiny}
             return build_tiny(
-                peft=self.cfg.peft,
+                self.cfg.method,
                 num_extra_queries=mc.num_extra_queries,
                 frozen_dtype=mc.frozen_dtype,
                 logits_on_labelled_only=mc.logits_on_labelled_only,
+                connector=self.cfg.connector,
                 **kwargs,
             )
         vpg_source, llm_source = mc.vpg_source, mc.llm_source
@@ -219,12 +297,13 @@ class TrainRecipe:
         return build_vision_llm(
             vpg_source,
             llm_source,
-            peft=self.cfg.peft,
+            method=self.cfg.method,
             num_extra_queries=mc.num_extra_queries,
             vpg_format=mc.vpg_format,
             frozen_dtype=mc.frozen_dtype,
             logits_on_labelled_only=mc.logits_on_labelled_only,
             seed=self.cfg.train.seed,
+            connector=self.cfg.connector,
         )
 
     def _load_records(self, split: str) -> list[Any]:
@@ -273,9 +352,10 @@ class TrainRecipe:
         )
         self.vision_cache = None
         if tc.cache_vision_features:
-            from vict.training.vision_cache import VisionFeatureCache
+            from vict.models.feature_cache import FeatureCache
 
-            # Batches carry text and image ids only; the cache supplies the vision tower's outputs.
+            # Batches carry text and image ids only; the model's features of each image (those no trainable
+            # parameter changes) come from the cache.
             self.text_collator = VictCollator(
                 self.tokenizer,
                 num_visual_tokens=self.model.num_visual_tokens,
@@ -284,7 +364,14 @@ class TrainRecipe:
                 padding_side=dc.padding_side,
                 use_chat_template=dc.use_chat_template,
             )
-            self.vision_cache = VisionFeatureCache(self.model.image_processor, int(tc.vision_cache_max_gb * 2**30))
+            self.vision_cache = FeatureCache(
+                self._encode_features,
+                self._load_cached_image,
+                batch_size=max(1, tc.batch_size),
+                max_bytes=int(tc.vision_cache_max_gb * 2**30),
+                limit_setting="train.vision_cache_max_gb",
+            )
+            self.vision_level = self.model.connector.cache_level(self.model.vpg, training=True)
         n = len(self.stream)
 
         def length_of(epoch: int, i: int) -> int:
@@ -308,20 +395,39 @@ class TrainRecipe:
             else:
                 self._info(f"validation split has {len(val_stream)} examples < one batch: no validation loss")
 
+    @staticmethod
+    def _load_cached_image(source: tuple[str, Path | None]) -> Any:
+        from vict.data.images import load_image
+
+        image_id, path = source
+        if path is None:
+            raise ValueError(f"image {image_id}: no image_path; load records with an images directory")
+        return load_image(path, record=f"image {image_id}")
+
+    @torch.no_grad()
+    def _encode_features(self, images: list[Any]) -> torch.Tensor:
+        """The cached features of a batch of images (``VisionLLM.vision_features`` at the training level)."""
+        model = self.accelerator.unwrap_model(self.model)
+        pixels = model.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.accelerator.device)
+        with self.accelerator.autocast():
+            return model.connector.features(model.vpg, pixels, self.vision_level)
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         tc = self.cfg.train
         groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
         for name, param in self.model.named_parameters():
             if not param.requires_grad:
                 continue
-            is_projection = name.startswith("projection.")
+            is_connector = name.startswith("connector.")
             decay = param.ndim >= 2 and "quer" not in name  # no decay on biases, norms and query embeddings
-            groups.setdefault((is_projection, decay), []).append(param)
+            groups.setdefault((is_connector, decay), []).append(param)
         if not groups:
-            raise ValueError("the model has no trainable parameters; check peft.type and model.num_extra_queries")
+            raise ValueError(
+                "the model has no trainable parameters; check method.type, the connector and model.num_extra_queries"
+            )
         param_groups = []
-        for (is_projection, decay), params in sorted(groups.items()):
-            lr = (tc.projection_lr or tc.lr) if is_projection else tc.lr
+        for (is_connector, decay), params in sorted(groups.items()):
+            lr = (tc.connector_lr or tc.lr) if is_connector else tc.lr
             param_groups.append({"params": params, "lr": lr, "weight_decay": tc.weight_decay if decay else 0.0})
         return torch.optim.AdamW(param_groups, lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
 
@@ -360,7 +466,7 @@ class TrainRecipe:
     def train(self) -> None:
         """The loop: accumulate ``grad_accum`` micro-batches, clip, step, then log / validate / sample / save."""
         acc, tc = self.accelerator, self.cfg.train
-        model, optimizer, scheduler = self.model, self.optimizer, self.scheduler
+        model = self.model
         trainable = [p for p in model.parameters() if p.requires_grad]
         batches = self._batches(self.state.data_position)
         throughput = Throughput()
@@ -377,11 +483,7 @@ class TrainRecipe:
                     step_loss = torch.zeros((), device=acc.device)
                     for micro in range(tc.grad_accum):
                         batch = next(batches)
-                        last = micro == tc.grad_accum - 1
-                        with contextlib.nullcontext() if last else acc.no_sync(model):
-                            loss = model(**batch).loss
-                            acc.backward(loss / tc.grad_accum)
-                        step_loss += loss.detach() / tc.grad_accum
+                        step_loss += self._train_step(batch, sync=micro == tc.grad_accum - 1)
                         self.state.data_position += 1
                         throughput.add(batch["input_ids"].shape[0], int(batch["attention_mask"].sum()))
                     # 2. The loss averaged over processes (one scalar all-reduce), checked before any update.
@@ -396,10 +498,7 @@ class TrainRecipe:
                     self._emergency_checkpoint(step_start, err)
                     raise
                 # 3. Clip, step the optimizer and the schedule.
-                grad_norm = acc.clip_grad_norm_(trainable, tc.max_grad_norm) if tc.max_grad_norm else None
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                grad_norm = self._optimizer_step(trainable)
                 self.state.step += 1
                 self.state.epoch = self.state.data_position / self.plan.batches_per_epoch
                 # 4. Records, periodic validation / samples / checkpoints.
@@ -425,6 +524,25 @@ class TrainRecipe:
                     break
         if progress is not None:
             progress.close()
+
+    def _train_step(self, batch: dict[str, Any], sync: bool = True) -> torch.Tensor:
+        """Forward and backward of one micro-batch; returns its loss (detached) divided by ``grad_accum``.
+        ``sync=False`` skips DDP's gradient all-reduce (every micro-batch of a step but the last)."""
+        acc, accum = self.accelerator, self.cfg.train.grad_accum
+        with contextlib.nullcontext() if sync else acc.no_sync(self.model):
+            loss = self.model(**batch).loss
+            acc.backward(loss / accum)
+        return loss.detach() / accum
+
+    def _optimizer_step(self, trainable: list[torch.nn.Parameter]) -> Any:
+        """Clip the gradients (``train.max_grad_norm``), step the optimizer and the schedule, clear the
+        gradients; returns the gradient norm before clipping (``None`` without clipping)."""
+        max_norm = self.cfg.train.max_grad_norm
+        grad_norm = self.accelerator.clip_grad_norm_(trainable, max_norm) if max_norm else None
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
 
     def _emergency_checkpoint(self, step_start: int, err: Exception) -> None:
         """After an error inside a step (bad input in fail mode, a non-finite loss), save the state of the last
@@ -489,13 +607,16 @@ class TrainRecipe:
         )
         device = self.accelerator.device
         for batch in loader:
+            features = None
             if "image_ids" in batch:
-                # Cached vision features: the frozen tower's output per image, computed on first sight.
+                # Cached features: the model's features of each image at the training level, made on first sight.
                 ids, paths = batch.pop("image_ids"), batch.pop("image_paths")
-                with self.accelerator.autocast():
-                    vpg = self.accelerator.unwrap_model(self.model).vpg
-                    batch["image_embeds"] = self.vision_cache.embeds(vpg, ids, paths, device)
-            yield {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+                rows = self.vision_cache.get(ids, list(zip(ids, paths)), device)
+                features = VisionFeatures(self.vision_level, rows)
+            out = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            if features is not None:
+                out["features"] = features
+            yield out
 
     def _stop_requested(self) -> bool:
         flag = torch.tensor(1.0 if self.stop.requested else 0.0, device=self.accelerator.device)
@@ -556,7 +677,7 @@ class TrainRecipe:
             batch["pixel_values"],
             batch["input_ids"],
             batch["attention_mask"],
-            max_new_tokens=self.cfg.eval.max_new_tokens,
+            max_new_tokens=self.cfg.train.sample_max_new_tokens,
             num_beams=1,
         )
         for ex, text in zip(examples, texts):
@@ -668,7 +789,7 @@ class TrainRecipe:
             records = read_metrics(self.output_dir / "metrics.jsonl")
             if records:
                 plot_loss(
-                    records, self.output_dir / "loss.png", title=f"{self.cfg.peft.type} - {self.output_dir.name}"
+                    records, self.output_dir / "loss.png", title=f"{self.cfg.method.type} - {self.output_dir.name}"
                 )
             if finished:
                 self._info(
@@ -677,8 +798,8 @@ class TrainRecipe:
         cache = getattr(self, "vision_cache", None)
         if cache is not None:
             self._info(
-                f"vision feature cache: {len(cache.entries)} images, {cache.bytes / 2**20:.1f} MiB, "
-                f"{cache.hits} hits / {cache.misses} misses"
+                f"feature cache ({self.vision_level}): {len(cache)} images, {cache.bytes / 2**20:.1f} MiB, "
+                f"{cache.hits} hits / {cache.encoded} encoded"
             )
         policy = getattr(self, "image_policy", None)
         if policy is not None and policy.report:

@@ -13,7 +13,7 @@ from vict.config import ConfigError, config_reference, load_config
 EPILOG = """examples:
   vict data world --out runs/world --images 400 --seed 0
   vict train configs/world/vict_lora.yaml                          # about a minute on 2 CPU cores
-  vict train configs/world/vict_lora.yaml train.max_steps=50 peft.r=4 train.output_dir=runs/try
+  vict train configs/world/vict_lora.yaml train.max_steps=50 method.r=4 train.output_dir=runs/try
   vict train configs/world/vict_lora.yaml train.resume=true        # continue from the latest checkpoint
   vict train configs/world/vict_lora.yaml --resume runs/world_vict_lora/checkpoints/step-00000100
 

@@ -3,6 +3,7 @@
 - ``sampler``: deterministic, resumable, length-grouped batch plan sharded over processes;
 - ``state``: optimizer / scheduler / RNG state and counters in safetensors + JSON (no pickle);
 - ``checkpoints``: checkpoint naming, latest, rotation;
+- ``continuation``: resume (config must match) and ``init_from`` (the next stage starts from a checkpoint);
 - ``metrics``: ``metrics.jsonl`` + optional TensorBoard, throughput;
 - ``plots``: ``loss.png``;
 - ``signals``: save-then-exit on SIGTERM / SIGINT.

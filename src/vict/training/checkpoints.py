@@ -13,6 +13,8 @@ from pathlib import Path
 
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_DIR = "final"
+CONFIG_YAML = "config.yaml"
+"""The resolved run config, saved in the run folder and in every checkpoint."""
 _STEP_RE = re.compile(r"^step-(\d+)$")
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vict.recipes.evaluate import EvalQuestion, _sentence_scores, gold_captions, write_report
+from vict.eval.evaluation_report import write_report
+from vict.eval.splits import EvalQuestion, gold_captions
+from vict.recipes.evaluate import _sentence_scores
 
 
 def _report(name: str, kind: str, acc: float) -> dict:

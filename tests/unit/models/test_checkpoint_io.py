@@ -1,4 +1,5 @@
-"""Saving and loading: exact round trip, the exact file list, peft-format adapter, atomic writes, paper size."""
+"""Saving and loading: peft-format adapter, recorded settings, atomic writes, named errors, paper size, older
+checkpoints (the exact round trip and file list of every method are in tests/unit/methods/test_method_matrix.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from vict.checkpoint import atomic_directory, load_tensors
 from vict.models.builders import build_tiny, paper_footprint
 from vict.models.vision_llm import VisionLLM, VisionLLMConfig
-from vict.peft.trainable import is_trainable
 
 PROMPTS = ["what shape is left ?", "describe the image ."]
 TARGETS = ["a red circle", "two blue squares"]
@@ -28,36 +28,8 @@ def perturb_trainable(model, seed: int = 0) -> None:
                 param.add_(torch.randn(param.shape, generator=gen) * 0.1)
 
 
-TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json"}
-
-
-@pytest.mark.parametrize("peft", ["lora", "llama_adapter", "none"])
-def test_round_trip_reproduces_logits_exactly(tmp_path, batch_factory, peft: str) -> None:
-    model = build_tiny(peft=peft, seed=0)
-    perturb_trainable(model)
-    batch = batch_factory(model, PROMPTS, TARGETS)
-    with torch.no_grad():
-        expected = model(**batch, logits_on_labelled_only=False)
-    out = model.save_pretrained(tmp_path / "ckpt")
-    files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
-    adapter = {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"} if peft != "none" else set()
-    assert files == {"config.json", "vict_trainable.safetensors"} | TOKENIZER_FILES | adapter
-    saved = load_tensors(out / "vict_trainable.safetensors")
-    assert set(saved) == {"vpg.extra_queries", "projection.weight", "projection.bias"}
-
-    again = VisionLLM.from_pretrained(out)
-    with torch.no_grad():
-        got = again(**batch, logits_on_labelled_only=False)
-    assert torch.equal(got.logits, expected.logits)
-    assert torch.equal(got.loss, expected.loss)
-    assert again.config.to_dict() == model.config.to_dict()
-    assert {n for n, p in again.named_parameters() if p.requires_grad} == {
-        n for n, _ in again.named_parameters() if is_trainable(n)
-    }
-
-
 def test_saved_adapter_loads_with_peft_on_the_bare_llm(tmp_path) -> None:
-    model = build_tiny(peft="lora", seed=0)
+    model = build_tiny("lora", seed=0)
     perturb_trainable(model)
     out = model.save_pretrained(tmp_path / "ckpt")
     config = json.loads((out / "config.json").read_text())
@@ -75,14 +47,14 @@ def test_saved_adapter_loads_with_peft_on_the_bare_llm(tmp_path) -> None:
 
 
 def test_config_records_sources_and_settings(tmp_path) -> None:
-    model = build_tiny(peft="llama_adapter", num_extra_queries=3, seed=0)
+    model = build_tiny("llama_adapter", num_extra_queries=3, seed=0)
     out = model.save_pretrained(tmp_path / "ckpt")
     config = json.loads((out / "config.json").read_text())
     assert config["vpg_format"] == "hf" and Path(config["vpg_source"], "config.json").is_file()
-    assert config["num_extra_queries"] == 3 and config["num_visual_tokens"] == 11
-    assert config["projection_shape"] == [32, 32]
-    assert config["peft"]["type"] == "llama_adapter" and config["peft"]["adapter_len"] == 4
-    assert config["frozen_dtype"] == "float32" and config["llm_model_type"] == "llama"
+    assert config["num_extra_queries"] == 3 and model.num_visual_tokens == 11
+    assert config["method"] == {"type": "llama_adapter", "adapter_len": 4, "adapter_layers": 2}
+    assert config["connector"] == {"type": "qformer_tokens", "init_weights": None}
+    assert config["frozen_dtype"] == "float32" and config["llm_model_type"] == "llama" and config["format"] == 2
 
 
 def test_atomic_directory_keeps_the_old_checkpoint_on_failure(tmp_path) -> None:
@@ -103,7 +75,7 @@ def test_atomic_directory_keeps_the_old_checkpoint_on_failure(tmp_path) -> None:
 def test_missing_or_mismatched_checkpoint_files_are_named(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match=r"config\.json"):
         VisionLLM.from_pretrained(tmp_path / "nowhere")
-    model = build_tiny(peft="lora", num_extra_queries=2, seed=0)
+    model = build_tiny("lora", num_extra_queries=2, seed=0)
     out = model.save_pretrained(tmp_path / "ckpt")
     config = json.loads((out / "config.json").read_text())
     config["num_extra_queries"] = 5
@@ -113,19 +85,19 @@ def test_missing_or_mismatched_checkpoint_files_are_named(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("peft", "peft_params"),
+    ("method", "method_params"),
     # LoRA r=8 on q_proj and v_proj of 32 layers: 32 * 2 * (4096 * 8 + 8 * 4096).
     # LLaMA-Adapter: 10 prompts x 4096 in the top 2 layers, plus one gate per layer.
     [("lora", 32 * 2 * 2 * 4096 * 8), ("llama_adapter", 2 * 10 * 4096 + 2)],
 )
-def test_paper_checkpoint_is_megabytes(peft: str, peft_params: int) -> None:
-    info = paper_footprint(peft)
-    counts = info["counts"]
-    assert counts["extra_queries"] == 32 * 768
-    assert counts["projection"] == 768 * 4096 + 4096
-    assert counts["peft"] == peft_params
-    assert counts["frozen_llm"] == 6_738_415_616  # LLaMA-7B
-    assert 900e6 < counts["frozen_vision"] < 1.1e9  # EVA ViT-g
+def test_paper_checkpoint_is_megabytes(method: str, method_params: int) -> None:
+    info = paper_footprint(method)
+    counts, parts = info["counts"], info["counts"]["parts"]
+    assert parts["extra_queries"]["trainable"] == 32 * 768
+    assert parts["connector"]["trainable"] == 768 * 4096 + 4096
+    assert parts["method"]["trainable"] == method_params
+    assert parts["llm"] == {"trainable": 0, "frozen": 6_738_415_616}  # LLaMA-7B
+    assert 900e6 < parts["vision"]["frozen"] < 1.1e9 and parts["vision"]["trainable"] == 0  # EVA ViT-g
     assert info["checkpoint_bytes"] == 4 * counts["trainable"]
     assert 1 * 2**20 < info["checkpoint_bytes"] < 40 * 2**20
 
@@ -143,7 +115,7 @@ def test_lavis_sourced_model_round_trips(tmp_path, batch_factory, to_lavis) -> N
         tmp_path / "tiny_lavis.pth", num_extra_queries=2, config=tiny_blip2_config()
     )
     config = VisionLLMConfig(vpg_source="?", llm_source=str(llm_dir), num_extra_queries=2)
-    model = VisionLLM(
+    model = VisionLLM.compose(
         vpg, AutoModelForCausalLM.from_pretrained(llm_dir), AutoTokenizer.from_pretrained(llm_dir), config
     )
     assert model.config.vpg_format == "lavis" and model.config.vpg_source.endswith("tiny_lavis.pth")
@@ -160,7 +132,7 @@ def test_moved_sources_are_named_and_can_be_redirected(tmp_path, batch_factory) 
 
     from vict.models.builders import tiny_sources
 
-    model = build_tiny(peft="lora", seed=0, cache_dir=tmp_path / "cache")
+    model = build_tiny("lora", seed=0, cache_dir=tmp_path / "cache")
     perturb_trainable(model)
     out = model.save_pretrained(tmp_path / "ckpt")
     blip_dir, _ = tiny_sources(tmp_path / "cache", seed=0)
@@ -174,15 +146,40 @@ def test_moved_sources_are_named_and_can_be_redirected(tmp_path, batch_factory) 
 
 
 def test_lora_on_lm_head_saves_only_the_lora_tensors(tmp_path, batch_factory) -> None:
-    from vict.peft import PeftSettings
-
-    settings = PeftSettings(type="lora", r=2, alpha=4, dropout=0.0, target_modules=["q_proj", "v_proj", "lm_head"])
-    model = build_tiny(peft=settings, seed=0)
+    settings = {"type": "lora", "r": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "lm_head"]}
+    model = build_tiny(settings, seed=0)
     perturb_trainable(model)
     out = model.save_pretrained(tmp_path / "ckpt")
     adapter = load_tensors(out / "adapter" / "adapter_model.safetensors")
     assert adapter and all(".lora_A." in k or ".lora_B." in k for k in adapter), sorted(adapter)
-    assert sum(v.numel() for v in adapter.values()) == model.trainable_parameters_by_part()["peft"]
+    assert (
+        sum(v.numel() for v in adapter.values())
+        == model.trainable_parameters_by_part()["parts"]["method"]["trainable"]
+    )
     batch = batch_factory(model, PROMPTS, TARGETS)
     with torch.no_grad():
         assert torch.equal(VisionLLM.from_pretrained(out)(**batch).loss, model(**batch).loss)
+
+
+def test_a_vict_0_1_checkpoint_still_loads(tmp_path, batch_factory) -> None:
+    # vict 0.1.0 wrote config.json with a flat `peft` section (every PEFT setting, whatever the type),
+    # projection_shape and num_visual_tokens, and the projection as `projection.*` in vict_trainable.safetensors.
+    from safetensors.torch import save_file
+
+    model = build_tiny("llama_adapter", num_extra_queries=2, seed=0)
+    perturb_trainable(model)
+    out = model.save_pretrained(tmp_path / "ckpt")
+    config = json.loads((out / "config.json").read_text())
+    config.pop("method"), config.pop("connector"), config.pop("format")
+    config["peft"] = {"type": "llama_adapter", "r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj"],
+                      "adapter_len": 4, "adapter_layers": 2}  # fmt: skip
+    config |= {"projection_shape": [32, 32], "num_visual_tokens": 10}
+    (out / "config.json").write_text(json.dumps(config))
+    tensors = load_tensors(out / "vict_trainable.safetensors")
+    save_file({k.removeprefix("connector."): v for k, v in tensors.items()}, str(out / "vict_trainable.safetensors"))
+    again = VisionLLM.from_pretrained(out)
+    assert again.config.method.to_dict() == {"type": "llama_adapter", "adapter_len": 4, "adapter_layers": 2}
+    assert again.config.format == 2
+    batch = batch_factory(model, PROMPTS, TARGETS)
+    with torch.no_grad():
+        assert torch.equal(again(**batch).loss, model(**batch).loss)

@@ -1,4 +1,5 @@
-"""VisionLLM: slot scatter, loss/logits contract, training contract, generation, errors."""
+"""VisionLLM: slot scatter, loss/logits contract, generation, cached features, errors (the training contract,
+round trip and batched generation of every method: tests/unit/methods/test_method_matrix.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import torch
 
 from vict.constants import IGNORE_INDEX, IMAGE_SLOT_ID
 from vict.models.builders import build_tiny
-from vict.peft.trainable import is_trainable
 
 PROMPTS = ["what shape is left ?", "describe the image .", "how many circles ?"]
 TARGETS = ["a red circle", "two blue squares next to a star", "three"]
@@ -16,7 +16,7 @@ TARGETS = ["a red circle", "two blue squares next to a star", "three"]
 def test_visual_tokens_land_exactly_at_the_slots(tiny_model, batch_factory) -> None:
     batch = batch_factory(tiny_model, PROMPTS, TARGETS)
     with torch.no_grad():
-        visual = tiny_model.encode_images(batch["pixel_values"])
+        visual = tiny_model.encode_images(batch["pixel_values"]).tokens
         embeds = tiny_model.embed_inputs(batch["input_ids"], visual)
     n = tiny_model.num_visual_tokens
     assert visual.shape == (3, n, 32)
@@ -67,66 +67,6 @@ def test_wrong_slot_count_is_an_error_naming_the_row(tiny_model, batch_factory) 
         tiny_model(batch["pixel_values"], ids, batch["attention_mask"])
 
 
-@pytest.mark.parametrize("peft", ["lora", "llama_adapter", "none"])
-def test_training_contract(peft: str, batch_factory) -> None:
-    model = build_tiny(peft=peft, num_extra_queries=4, seed=0)
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {n for n, _ in model.named_parameters() if is_trainable(n)}
-    parts = model.trainable_parameters_by_part()
-    assert parts["extra_queries"] == 4 * 32 and parts["projection"] == 32 * 32 + 32
-    assert (parts["peft"] > 0) == (peft != "none")
-    assert parts["trainable"] == sum(p.numel() for n, p in model.named_parameters() if n in trainable)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    model.train()
-    # Frozen parts stay in eval mode: no dropout in the frozen Q-Former / ViT / LLM.
-    assert not model.vpg.qformer.training and not model.vpg.vision_model.training
-    assert not any(m.training for n, m in model.named_modules() if n.startswith("vpg.qformer"))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
-    batch = batch_factory(model, PROMPTS, TARGETS)
-    losses = []
-    for _ in range(4):
-        loss = model(**batch).loss
-        losses.append(loss.item())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    assert losses[-1] < losses[0]
-    for name, param in model.named_parameters():
-        if name in trainable:
-            assert not torch.equal(param, before[name]), f"trainable {name} did not change"
-        else:
-            assert torch.equal(param, before[name]), f"frozen {name} changed"
-            assert param.grad is None, f"frozen {name} got a gradient"
-
-
-@pytest.mark.parametrize("peft", ["lora", "llama_adapter"])
-def test_batched_greedy_generation_equals_per_item(peft: str, batch_factory) -> None:
-    model = build_tiny(peft=peft, seed=0)
-    # Make the PEFT delta non-trivial (LoRA B and adapter gates start at zero).
-    with torch.no_grad():
-        gen = torch.Generator().manual_seed(1)
-        for param in model.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn(param.shape, generator=gen) * 0.3)
-    batch = batch_factory(model, PROMPTS, side="left")
-    assert (batch["attention_mask"] == 0).any(), "the test needs real left padding"
-    together = model.generate(**batch, max_new_tokens=6)
-    alone = []
-    for i in range(len(PROMPTS)):
-        keep = batch["attention_mask"][i].bool()
-        one = {
-            "pixel_values": batch["pixel_values"][i : i + 1],
-            "input_ids": batch["input_ids"][i : i + 1, keep],
-            "attention_mask": batch["attention_mask"][i : i + 1, keep],
-        }
-        alone.extend(model.generate(**one, max_new_tokens=6))
-    assert together == alone
-    assert all(isinstance(t, str) and t for t in together)
-    assert len(set(together)) > 1, "different images/prompts should not all give the same text"
-    ids = model.generate_ids(**batch, max_new_tokens=6)
-    assert ids.shape[0] == 3 and ids.shape[1] <= 6
-
-
 def test_beam_search_runs_batched_and_matches_per_item(tiny_model, batch_factory) -> None:
     batch = batch_factory(tiny_model, PROMPTS[:2], side="left")
     together = tiny_model.generate(**batch, max_new_tokens=5, num_beams=3)
@@ -149,13 +89,21 @@ def test_generation_rejects_right_padding(tiny_model, batch_factory) -> None:
         tiny_model.generate(**batch, max_new_tokens=2)
 
 
-def test_cached_image_embeds_give_the_same_loss(tiny_model, batch_factory) -> None:
+def test_cached_features_give_the_same_loss_and_text(tiny_model, batch_factory) -> None:
     batch = batch_factory(tiny_model, PROMPTS, TARGETS)
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     with torch.no_grad():
-        embeds = tiny_model.vpg.encode_vision(batch["pixel_values"])
-        cached = tiny_model(None, batch["input_ids"], batch["attention_mask"], batch["labels"], image_embeds=embeds)
-        direct = tiny_model(**batch)
-    assert torch.equal(cached.loss, direct.loss)
+        direct = tiny_model(**batch).loss
+        for training, level in ((True, "vision"), (False, "queries")):
+            # Training caches the ViT output (the extra queries train); inference the Q-Former outputs.
+            features = tiny_model.vision_features(batch["pixel_values"], training=training)
+            assert features.level == level
+            assert torch.equal(tiny_model(None, ids, mask, labels, features=features).loss, direct)
+    left = batch_factory(tiny_model, PROMPTS, side="left")
+    features = tiny_model.vision_features(left["pixel_values"])
+    plain = tiny_model.generate(**left, max_new_tokens=4)
+    cached = tiny_model.generate(None, left["input_ids"], left["attention_mask"], max_new_tokens=4, features=features)
+    assert cached == plain
 
 
 def test_slot_placeholder_is_never_embedded(tiny_model) -> None:
@@ -169,7 +117,7 @@ def test_slot_placeholder_is_never_embedded(tiny_model) -> None:
 
 
 def test_labelled_only_logits_match_for_llama_adapter(batch_factory) -> None:
-    model = build_tiny(peft="llama_adapter", seed=0)
+    model = build_tiny("llama_adapter", seed=0)
     with torch.no_grad():
         for param in model.parameters():
             if param.requires_grad:
@@ -189,7 +137,7 @@ def test_tiny_builder_is_deterministic_per_seed(tmp_path, batch_factory) -> None
     c = build_tiny(seed=6, cache_dir=tmp_path / "a")
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert not torch.equal(sa["projection.weight"], sc["projection.weight"])
+    assert not torch.equal(sa["connector.projection.weight"], sc["connector.projection.weight"])
     assert not torch.equal(
         sa["vpg.vision_model.embeddings.patch_embedding.weight"],
         sc["vpg.vision_model.embeddings.patch_embedding.weight"],
@@ -211,7 +159,7 @@ def test_slots_must_be_consecutive(tiny_model, batch_factory) -> None:
 def test_gradient_checkpointing_gives_the_same_gradients(batch_factory) -> None:
     grads = []
     for checkpointing in (False, True):
-        model = build_tiny(peft="lora", seed=0)
+        model = build_tiny("lora", seed=0)
         if checkpointing:
             model.enable_gradient_checkpointing()
         model.train()

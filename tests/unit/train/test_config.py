@@ -52,9 +52,10 @@ def test_every_run_yaml_loads_and_validates(path: Path):
     assert isinstance(cfg, VictConfig)
     # The file sets what it means to set: nothing silently falls back to a default section.
     raw = yaml.safe_load(path.read_text())
-    assert set(raw) <= {"model", "peft", "data", "train", "eval"}
-    assert cfg.peft.type == raw["peft"]["type"]
-    assert cfg.peft.type in path.stem.replace("vict_", "")
+    assert set(raw) <= {"model", "method", "connector", "data", "train"}
+    assert cfg.method.type == raw["method"]["type"]
+    assert cfg.method.type in path.stem.replace("vict_", "")
+    assert cfg.connector.type == "qformer_tokens"  # the method's default, named in the resolved config
     assert sum(cfg.data.normalised_ratios().values()) == pytest.approx(1.0)
     # Resolved config round-trips.
     assert config_from_dict(config_to_dict(cfg)) == cfg
@@ -67,8 +68,9 @@ def test_paper_configs_hold_the_vict_setting():
         assert cfg.model.num_extra_queries == 32
         assert cfg.train.mixed_precision == "bf16" and cfg.train.schedule == "cosine" and cfg.train.warmup_steps > 0
         assert set(cfg.data.normalised_ratios().values()) == {0.2}
-        if cfg.peft.type == "lora":
-            assert (cfg.peft.r, cfg.peft.target_modules, cfg.train.lr) == (8, ["q_proj", "v_proj"], 1e-4)
+        if cfg.method.type == "lora":
+            settings = cfg.method.settings
+            assert (settings.r, settings.target_modules, cfg.train.lr) == (8, ["q_proj", "v_proj"], 1e-4)
 
 
 @pytest.mark.parametrize("path", ACCELERATE_YAMLS, ids=lambda p: p.name)
@@ -100,7 +102,8 @@ def test_two_typos_are_both_reported_with_suggestions(tmp_path: Path):
 def test_all_kinds_of_problems_are_collected_at_once():
     data = {
         "modle": {},
-        "peft": {"type": "lorra", "r": 0},
+        "method": {"type": "lorra", "r": 0},
+        "peft": {"type": "lora"},
         "data": {"world": "w", "ratios": {"capp": 1.0}},
         "train": {"batch_size": "eight", "lr": -1},
         "lr": 3,
@@ -110,8 +113,8 @@ def test_all_kinds_of_problems_are_collected_at_once():
     problems = "\n".join(info.value.problems)
     expected = [
         "unknown key 'modle'; did you mean 'model'?",
-        "peft.type='lorra' is not one of 'lora', 'llama_adapter', 'none'; did you mean 'lora'?",
-        "peft.r=0",
+        "method.type='lorra' is not a registered method; did you mean 'lora'?",
+        "unknown key 'peft'; did you mean 'method'?",
         "data.ratios has unknown instruction kind 'capp'; did you mean 'cap'?",
         "train.batch_size='eight' should be an integer",
         "train.lr=-1.0 must be > 0",
@@ -120,6 +123,22 @@ def test_all_kinds_of_problems_are_collected_at_once():
     for line in expected:
         assert line in problems
     assert len(info.value.problems) == len(expected)
+
+
+def test_method_settings_are_checked_against_the_chosen_method():
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"method": {"type": "llama_adapter", "r": 4, "adapter_len": 0, "adapter_lenn": 2}})
+    problems = "\n".join(info.value.problems)
+    assert "method.r: setting(s) of method.type='lora', not of 'llama_adapter'" in problems
+    assert "method.adapter_len=0: must be >= 1" not in problems or len(info.value.problems) == 3
+    assert "unknown key 'method.adapter_lenn'; did you mean 'method.adapter_len'?" in problems
+    with pytest.raises(ConfigError, match=r"method.r=0: the LoRA rank must be >= 1"):
+        config_from_dict({"method": {"type": "lora", "r": 0}})
+    with pytest.raises(ConfigError, match=r"connector.type='qformer' is not a registered connector; did you mean"):
+        config_from_dict({"connector": {"type": "qformer"}})
+    cfg = config_from_dict({"method": {"type": "none"}, "connector": {"type": "qformer_tokens", "init_weights": "w"}})
+    assert config_to_dict(cfg)["connector"] == {"type": "qformer_tokens", "init_weights": "w"}
+    assert config_to_dict(cfg)["method"] == {"type": "none"}
 
 
 def test_relationship_checks():
@@ -159,16 +178,16 @@ def test_overrides_apply_and_are_typed(tmp_path: Path):
         [
             "train.max_steps=70",
             "train.lr=3e-4",
-            "peft.target_modules=[q_proj,k_proj]",
-            "train.projection_lr=null",
+            "method.target_modules=[q_proj,k_proj]",
+            "train.connector_lr=null",
             "data.ratios.cap=3",
             "train.epochs=2",
             "model.logits_on_labelled_only=false",
         ],
     )
-    assert cfg.train.max_steps == 70 and cfg.train.lr == 3e-4 and cfg.train.projection_lr is None
+    assert cfg.train.max_steps == 70 and cfg.train.lr == 3e-4 and cfg.train.connector_lr is None
     assert cfg.train.epochs == 2.0 and isinstance(cfg.train.epochs, float)
-    assert cfg.peft.target_modules == ["q_proj", "k_proj"]
+    assert cfg.method.settings.target_modules == ["q_proj", "k_proj"]
     assert cfg.model.logits_on_labelled_only is False
     assert cfg.data.normalised_ratios()["cap"] == pytest.approx(3 / 7)
     with pytest.raises(ConfigError, match=r"unknown key 'train.max_step'; did you mean 'train.max_steps'"):
@@ -199,14 +218,15 @@ def test_check_paths_names_the_missing_world_and_the_fix(tmp_path: Path):
 def test_validate_cli(capsys):
     assert main(["validate", str(ROOT / "configs/world/vict_lora.yaml"), "train.max_steps=30"]) == 0
     assert "ok:" in capsys.readouterr().out
-    assert main(["validate", str(ROOT / "configs/world/vict_lora.yaml"), "train.max_stepz=3", "peft.tpye=x"]) == 2
+    assert main(["validate", str(ROOT / "configs/world/vict_lora.yaml"), "train.max_stepz=3", "method.rr=2"]) == 2
     err = capsys.readouterr().err
-    assert "did you mean 'train.max_steps'?" in err and "did you mean 'peft.type'?" in err
+    assert "did you mean 'train.max_steps'?" in err and "did you mean 'method.r'?" in err
     with pytest.raises(SystemExit):
         main(["validate", "--help"])
     out = capsys.readouterr().out
-    assert "train.projection_lr" in out and "peak learning rate of the projection" in out
-    assert "peft.adapter_len" in out and "adaption-prompt tokens per adapted layer" in out
+    assert "train.connector_lr" in out and "peak learning rate of the connector" in out
+    assert "method.type=llama_adapter" in out and "method.adapter_len" in out
+    assert "adaption-prompt tokens per adapted layer" in out and "connector.init_weights" in out
 
 
 def test_model_tiny_is_bound_against_build_tiny_signature():

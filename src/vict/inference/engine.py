@@ -1,0 +1,343 @@
+"""The answering engine of a ``VisionLLM``: captions and answers in any ``Context``, batched and greedy.
+
+``VictEngine`` is the one code path behind ``vict ask``, ``vict caption``, ``vict eval``, the quickstart and the
+server. Prompts come from the same ``InstructionBuilder`` templates that training used (the first variant of each)
+and are tokenised by the same ``VictCollator``, so training and inference see identical text. Decoding is greedy
+(deterministic); prompts are left padded, so an item's output does not depend on its batch; a batch stops as soon
+as every row has produced eos.
+
+Reuse, with identical outputs: each image's features (everything before the connector's own layers: for the
+Q-Former connector, the Q-Former outputs) are computed once and shared by every prompt about it (one
+``FeatureCache``), and each image's own caption is made once and shared by its caption request and every ``self``
+question about it. Both are bounded (``max_images``, least recently used out) and dropped by ``release()``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from vict.connectors.base import VisionFeatures
+from vict.data.prompts import STYLES, InstructionBuilder
+from vict.inference.context import CAPTION_KIND, Context
+from vict.models.feature_cache import FeatureCache, image_key
+
+MAX_NEW_TOKENS: dict[str, int] = {"caption": 40, "short": 10, "sentence": 40}
+"""Default generation budgets: captions, short answers (a word or a number), sentence answers."""
+BATCH_SIZE = 32
+"""Default prompts per ``generate`` call."""
+MAX_IMAGES = 1024
+"""Default bound of the per-image feature cache and caption memory of an engine."""
+
+ImageLike = Image.Image | str | Path
+
+
+@dataclass
+class Answer:
+    """One answer. ``mode`` is the context kind; ``caption`` the context caption used (given in ``caption`` mode,
+    the model's own in ``self`` mode); ``context_qa`` the given pair in ``qa`` mode; ``prompt`` the exact text."""
+
+    question: str
+    answer: str
+    mode: str
+    style: str
+    caption: str | None = None
+    context_qa: tuple[str, str] | None = None
+    prompt: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["context_qa"] = list(self.context_qa) if self.context_qa else None
+        return out
+
+
+def open_image(image: ImageLike, what: str = "image") -> Image.Image:
+    """An RGB ``PIL.Image`` from an image or a path; a missing or non-image file raises ``ValueError`` naming it."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB") if image.mode != "RGB" else image
+    from vict.data.images import load_image
+    from vict.data.policy import BadImageError
+
+    path = Path(image)
+    if not path.exists():
+        raise ValueError(f"{what} {path}: no such file")
+    if path.is_dir():
+        raise ValueError(f"{what} {path}: is a folder, not an image file")
+    try:
+        loaded = load_image(path)
+    except BadImageError as e:
+        raise ValueError(f"{what} {path}: not a readable image ({e})") from e
+    if loaded is None:  # pragma: no cover - only under a skip policy, which we never pass
+        raise ValueError(f"{what} {path}: not a readable image")
+    return loaded
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    """Slices of ``range(n)`` of at most ``size`` items."""
+    if size < 1:
+        raise ValueError(f"batch_size={size}: must be >= 1")
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def as_contexts(context: Context | Sequence[Context], n: int) -> list[Context]:
+    """One ``Context`` per question: a single one is shared by all ``n``."""
+    if isinstance(context, Context):
+        return [context] * n
+    contexts = list(context)
+    if len(contexts) != n or not all(isinstance(c, Context) for c in contexts):
+        raise ValueError(f"give one Context for all questions or one per question ({n}), got {len(contexts)}")
+    return contexts
+
+
+def check_questions(images: Sequence[Any], questions: Sequence[str], style: str) -> None:
+    """Every problem with a batch of questions at once (``ValueError`` naming the positions)."""
+    problems = []
+    if style not in STYLES:
+        problems.append(f"style={style!r}: use one of {list(STYLES)}")
+    if len(images) != len(questions):
+        problems.append(f"{len(images)} images but {len(questions)} questions: give one image per question")
+    empty = [i for i, q in enumerate(questions) if not isinstance(q, str) or not q.strip()]
+    if empty:
+        problems.append(f"empty question at position(s) {empty[:10]}: every question needs text")
+    if problems:
+        raise ValueError("cannot answer:\n  " + "\n  ".join(problems))
+
+
+class CaptionMemory:
+    """Each image's own caption under a budget, made once (least recently used out beyond ``max_images``).
+
+    In-memory images are keyed by identity and kept alive while remembered, so a key is never reused."""
+
+    def __init__(self, max_images: int | None) -> None:
+        self.max_images = max_images
+        self._texts: OrderedDict[tuple[Hashable, int], tuple[str, Any]] = OrderedDict()
+
+    def missing(self, keys: Sequence[Hashable], budget: int) -> list[int]:
+        """Positions of the first occurrence of each key with no caption yet."""
+        seen: set[Hashable] = set()
+        out = []
+        for i, key in enumerate(keys):
+            if (key, budget) not in self._texts and key not in seen:
+                seen.add(key)
+                out.append(i)
+        return out
+
+    def put(self, key: Hashable, budget: int, text: str, source: Any = None) -> None:
+        self._texts[(key, budget)] = (text, None if isinstance(source, str | Path) else source)
+
+    def get(self, keys: Sequence[Hashable], budget: int) -> list[str]:
+        out = []
+        for key in keys:
+            self._texts.move_to_end((key, budget))
+            out.append(self._texts[(key, budget)][0])
+        while self.max_images is not None and len(self._texts) > max(self.max_images, len(set(keys))):
+            self._texts.popitem(last=False)
+        return out
+
+    def clear(self) -> None:
+        self._texts.clear()
+
+
+class VictEngine:
+    """Captions and answers of a ``VisionLLM``.
+
+    Args:
+        model: the ``VisionLLM``.
+        builder: the prompt templates (default: the built-in ones; a checkpoint's own come with ``from_checkpoint``).
+        collator: a left-padding ``VictCollator`` for ``model`` (default ``make_collator(model)``).
+        batch_size: prompts per ``generate`` call.
+        max_new_tokens: one budget for captions and answers (default: ``MAX_NEW_TOKENS`` per kind).
+        name: shown in progress bars and reports.
+        reuse_features: cache each image's features (``False``: recompute for every prompt; same outputs).
+        max_images: bound of the feature cache and the caption memory.
+    """
+
+    kind = "vict"
+    supports_sentence = True
+
+    def __init__(
+        self,
+        model: Any,
+        builder: InstructionBuilder | None = None,
+        collator: Any = None,
+        batch_size: int = BATCH_SIZE,
+        max_new_tokens: int | None = None,
+        name: str = "VICT",
+        reuse_features: bool = True,
+        max_images: int | None = MAX_IMAGES,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be >= 1")
+        self.model, self.name = model, name
+        self.builder = builder or InstructionBuilder()
+        self.collator = collator or make_collator(model)
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.cache = (
+            FeatureCache(self._encode, open_image, batch_size=batch_size, max_images=max_images)
+            if reuse_features
+            else None
+        )
+        self.captions = CaptionMemory(max_images)
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: str | Path, device: str | torch.device = "cpu", frozen_dtype: str | None = None, **kwargs: Any
+    ) -> VictEngine:
+        """Load a VICT checkpoint with the prompt settings it was trained with.
+
+        The training run saves its resolved ``config.yaml`` beside the weights; its ``data.templates``,
+        ``data.use_chat_template`` and ``data.max_length`` are reused so that inference prompts are the training
+        prompts. Without ``config.yaml`` the built-in templates, no chat template and 512 tokens are used.
+        ``kwargs`` go to the engine (``batch_size``, ``name``, ...).
+        """
+        from vict.models.vision_llm import VisionLLM
+
+        checkpoint = Path(checkpoint)
+        if not (checkpoint / "config.json").is_file():
+            raise FileNotFoundError(
+                f"--checkpoint {checkpoint}: not a VICT checkpoint (no config.json); pass a training output's "
+                "final/ or checkpoints/step-N folder"
+            )
+        templates, use_chat_template, max_length = None, False, 512
+        config_yaml = checkpoint / "config.yaml"
+        if config_yaml.is_file():
+            from vict.config import load_data_config
+            from vict.data.prompts import load_templates
+
+            data = load_data_config(config_yaml)
+            if data.templates:
+                templates = load_templates(data.templates)
+            use_chat_template, max_length = bool(data.use_chat_template), int(data.max_length)
+        model = VisionLLM.from_pretrained(checkpoint, frozen_dtype=frozen_dtype).to(device)
+        model.eval()
+        collator = make_collator(model, max_length=max_length, use_chat_template=use_chat_template)
+        return cls(model, InstructionBuilder(templates=templates), collator, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------ reuse
+    def release(self) -> None:
+        """Drop the cached features and captions (``vict eval`` calls it after each block of images)."""
+        if self.cache is not None:
+            self.cache.clear()
+        self.captions.clear()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def _encode(self, images: list[Image.Image]) -> torch.Tensor:
+        pixel_values = self.model.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        pixel_values = torch.as_tensor(pixel_values, dtype=torch.float32).to(self.device)
+        return self.model.vision_features(pixel_values, training=False).value
+
+    # ------------------------------------------------------------------------------------------- generation
+    @torch.inference_mode()
+    def generate(
+        self, images: Sequence[ImageLike], prompts: Sequence[str], max_new_tokens: int, progress: str | None = None
+    ) -> list[str]:
+        """Greedy completions of ``prompts[i]`` (each holding ``<image>`` once) for ``images[i]``, in batches;
+        one stripped string per prompt (special tokens removed)."""
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images but {len(prompts)} prompts: give one image per prompt")
+        model, device = self.model, self.device
+        slices = list(chunks(len(prompts), self.batch_size))
+        if progress:
+            from tqdm.auto import tqdm
+
+            slices = tqdm(slices, desc=progress, leave=False, disable=None)
+        level = model.connector.cache_level(model.vpg, training=False)
+        out: list[str] = []
+        for sl in slices:
+            if self.cache is not None:
+                batch = self.collator.encode_prompts(list(prompts[sl]))
+                keys = [image_key(im) for im in images[sl]]
+                pixel_values = None
+                features = VisionFeatures(level, self.cache.get(keys, images[sl], device))
+            else:
+                batch = self.collator.encode_prompts(list(prompts[sl]), images=[open_image(im) for im in images[sl]])
+                pixel_values, features = batch["pixel_values"].to(device), None
+            out += model.generate(
+                pixel_values,
+                batch["input_ids"].to(device),
+                batch["attention_mask"].to(device),
+                max_new_tokens=max_new_tokens,
+                num_beams=1,
+                do_sample=False,
+                features=features,
+            )
+        return out
+
+    def caption(
+        self, images: Sequence[ImageLike], max_new_tokens: int | None = None, progress: str | None = None
+    ) -> list[str]:
+        """One caption per image (the ``cap`` prompt); each distinct image is captioned once and remembered, so
+        ``self`` questions about it reuse the caption."""
+        budget = max_new_tokens or self.max_new_tokens or MAX_NEW_TOKENS["caption"]
+        keys = [image_key(im) for im in images]
+        todo = self.captions.missing(keys, budget)
+        if todo:
+            prompt = self.builder.prompt(CAPTION_KIND, None)
+            texts = self.generate([images[i] for i in todo], [prompt] * len(todo), budget, progress)
+            for i, text in zip(todo, texts):
+                self.captions.put(keys[i], budget, text, images[i])
+        return self.captions.get(keys, budget)
+
+    def answer(
+        self,
+        images: Sequence[ImageLike],
+        questions: Sequence[str],
+        context: Context | Sequence[Context] | None = None,
+        style: str = "short",
+        max_new_tokens: int | None = None,
+        caption_max_new_tokens: int | None = None,
+        progress: str | None = None,
+    ) -> list[Answer]:
+        """Answer ``questions[i]`` about ``images[i]`` with its ``Context`` (one shared or one per question).
+
+        ``style``: ``short`` (a word or a number) or ``sentence``; ``max_new_tokens``: the answer budget (default 10
+        short / 40 sentence); ``caption_max_new_tokens``: the budget of ``self`` captions (as ``caption``).
+        Returns one ``Answer`` per question; in ``self`` mode ``Answer.caption`` is the model's caption.
+        """
+        check_questions(images, questions, style)
+        contexts = as_contexts(context or Context.none(), len(questions))
+        budget = max_new_tokens or self.max_new_tokens or MAX_NEW_TOKENS[style]
+        own: list[str | None] = [None] * len(questions)
+        need = [i for i, c in enumerate(contexts) if c.kind == "self"]
+        if need:
+            made = self.caption([images[i] for i in need], caption_max_new_tokens, progress)
+            for i, text in zip(need, made):
+                own[i] = text
+        prompts = [c.prompt(self.builder, q, style, own[i]) for i, (q, c) in enumerate(zip(questions, contexts))]
+        texts = self.generate(images, prompts, budget, progress)
+        return [
+            Answer(
+                question=q,
+                answer=t,
+                mode=c.kind,
+                style=style,
+                caption=own[i] if c.kind == "self" else c.caption,
+                context_qa=c.qa,
+                prompt=prompts[i],
+            )
+            for i, (q, t, c) in enumerate(zip(questions, texts, contexts))
+        ]
+
+
+def make_collator(model: Any, max_length: int = 512, use_chat_template: bool = False) -> Any:
+    """The ``VictCollator`` that encodes inference prompts for ``model`` (left padded, with image slots)."""
+    from vict.data.collate import VictCollator
+
+    return VictCollator(
+        model.tokenizer,
+        num_visual_tokens=model.num_visual_tokens,
+        image_processor=model.image_processor,
+        max_length=max_length,
+        padding_side="left",
+        use_chat_template=use_chat_template,
+    )

@@ -1,0 +1,152 @@
+"""The built-in methods' settings and errors, the trainable predicate by part, frozen dtype, and the CLI faces:
+`vict methods` and `vict inspect tiny --method NAME`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vict.cli import main
+from vict.methods.llama_adapter import supported_model_types
+from vict.methods.lora import LoraSettings
+from vict.models.builders import build_tiny
+from vict.registry import MethodSpec, get_method, method_names
+from vict.settings import SettingsError
+
+
+def test_settings_validation_lists_every_problem() -> None:
+    with pytest.raises(SettingsError) as err:
+        LoraSettings(r=0, dropout=1.5, target_modules=[])
+    message = str(err.value)
+    assert "method.r=0" in message and "method.dropout=1.5" in message and "target_modules is empty" in message
+    with pytest.raises(SettingsError, match=r"unknown setting\(s\) 'alpah' \(did you mean 'alpha'\?\)"):
+        MethodSpec.from_dict({"type": "lora", "alpah": 4})
+    with pytest.raises(SettingsError, match=r"method.type='prefix' is not a registered method"):
+        MethodSpec.from_dict({"type": "prefix"})
+    assert MethodSpec.from_dict({"type": "lora", "r": 4}).to_dict() == {
+        "type": "lora",
+        "r": 4,
+        "alpha": 16,
+        "dropout": 0.05,
+        "target_modules": ["q_proj", "v_proj"],
+    }
+
+
+def test_llama_adapter_on_an_unsupported_architecture_names_the_supported_ones() -> None:
+    assert {"llama", "mistral"} <= set(supported_model_types())
+    with pytest.raises(ValueError, match=r"model_type='opt'.*supports only \[.*'llama'.*\].*method\.type='lora'"):
+        build_tiny("llama_adapter", llm_arch="opt")
+
+
+def test_lora_targets_that_match_nothing_are_named() -> None:
+    spec = {"type": "lora", "r": 2, "target_modules": ["q_proj", "query_key_value"]}
+    with pytest.raises(ValueError, match=r"\['query_key_value'\] match no linear layer.*'v_proj'"):
+        build_tiny(spec)
+
+
+def test_the_predicate_by_part() -> None:
+    model = build_tiny("lora", seed=0)
+    lora_a = "llm.base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight"
+    assert model.is_trainable("vpg.extra_queries") and model.is_trainable("connector.projection.weight")
+    assert model.is_trainable(lora_a) and model.part_of(lora_a) == "method"
+    assert not model.is_trainable("vpg.query_tokens") and model.part_of("vpg.query_tokens") == "qformer"
+    base = "llm.base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"
+    assert not model.is_trainable(base) and model.part_of(base) == "llm"
+    assert not model.is_trainable("vpg.qformer.encoder.layer.0.attention.attention.query.weight")
+    assert model.part_of("vpg.vision_model.post_layernorm.bias") == "vision"
+    adapter = build_tiny("llama_adapter", seed=0)
+    gate = "llm.base_model.model.model.layers.1.self_attn.adaption_gate"
+    assert (
+        gate in dict(adapter.named_parameters()) and adapter.is_trainable(gate) and adapter.part_of(gate) == "method"
+    )
+    # LoRA's dropout follows train mode (the method owns it); frozen dropout never does.
+    model = build_tiny({"type": "lora", "r": 2, "dropout": 0.1}, seed=0)
+    model.train()
+    dropouts = {n: m.training for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    assert any(on for n, on in dropouts.items() if ".lora_dropout." in n)
+    assert not any(on for n, on in dropouts.items() if ".lora_dropout." not in n)
+
+
+def test_lora_works_on_other_llm_families() -> None:
+    model = build_tiny("lora", llm_arch="opt")
+    assert model.trainable_parameters_by_part()["parts"]["method"]["trainable"] > 0
+    assert model.config.llm_model_type == "opt"
+
+
+@pytest.mark.parametrize("name", ["lora", "llama_adapter"])
+def test_frozen_dtype_keeps_trainable_parts_fp32(batch_factory, name: str) -> None:
+    model = build_tiny(name, frozen_dtype="bfloat16")
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    assert all(dtypes[n] == torch.float32 for n in dtypes if model.is_trainable(n))
+    assert dtypes["vpg.vision_model.embeddings.patch_embedding.weight"] == torch.bfloat16
+    assert dtypes["vpg.query_tokens"] == torch.float32  # Q-Former stays fp32, as in transformers
+    assert any(d == torch.bfloat16 for n, d in dtypes.items() if n.startswith("llm.") and not model.is_trainable(n))
+    batch = batch_factory(model, ["what is it ?"], ["a star"])
+    loss = model(**batch).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    left = batch_factory(model, ["what is it ?", "how many ?"], side="left")
+    assert len(model.generate(**left, max_new_tokens=3)) == 2
+
+
+def test_vict_methods_lists_every_registered_method(capsys) -> None:
+    assert main(["methods", "--json"]) == 0
+    infos = json.loads(capsys.readouterr().out)
+    assert [i["name"] for i in infos] == method_names()
+    for info in infos:
+        cls = get_method(info["name"])
+        assert info["description"] == cls.description and info["trains"] == cls.trains and info["trains"]
+        assert {"name", "description", "trains"} <= set(info)
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in ("lora", "llama_adapter", "none", "qformer_tokens"):
+        assert name in out
+    assert "trains: the LoRA A/B matrices" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "method_params"),
+    # LoRA r=4 on q_proj (32->32) and v_proj (32->16, 2 KV heads) of 2 layers; LLaMA-Adapter: 4 prompts x 32 in both
+    # layers plus one gate per head... per layer (peft: a (1, n_heads, 1, 1) gate).
+    [("lora", 2 * (4 * 32 + 32 * 4 + 4 * 32 + 16 * 4)), ("llama_adapter", 2 * (4 * 32 + 1)), ("none", 0)],
+)
+def test_inspect_tiny_with_any_method(capsys, name: str, method_params: int) -> None:
+    assert main(["inspect", "tiny", "--method", name, "--extra-queries", "2", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    parts = info["parameters"]["parts"]
+    assert parts["extra_queries"]["trainable"] == 2 * 32
+    assert parts["connector"]["trainable"] == 32 * 32 + 32
+    assert parts.get("method", {"trainable": 0})["trainable"] == method_params
+    assert info["parameters"]["trainable"] == sum(p["trainable"] for p in parts.values())
+    assert info["num_visual_tokens"] == 8 + 2 and info["config"]["method"]["type"] == name
+    assert main(["inspect", "tiny", "--method", name]) == 0
+    out = capsys.readouterr().out
+    for text in (
+        "extra_queries",
+        "connector",
+        "= total",
+        "vision",
+        "visual tokens per image: 12",
+        f"method     {name}",
+    ):
+        assert text in out, text
+
+
+def test_inspect_checkpoint_and_paper(capsys, tmp_path) -> None:
+    build_tiny("none", num_extra_queries=1).save_pretrained(tmp_path / "ckpt")
+    assert main(["inspect", str(tmp_path / "ckpt"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (
+        "method" not in info["parameters"]["parts"] and info["parameters"]["parts"]["extra_queries"]["trainable"] == 32
+    )
+    assert main(["inspect", "paper", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["parameters"]["parts"]["method"]["trainable"] == 4_194_304
+    assert info["config"]["llm_source"] == "huggyllama/llama-7b" and info["num_visual_tokens"] == 64
+    with pytest.raises(SystemExit, match="neither a builder"):
+        main(["inspect", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match=r"'lorra' is not a registered method; did you mean 'lora'"):
+        main(["inspect", "tiny", "--method", "lorra"])
