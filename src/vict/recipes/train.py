@@ -659,34 +659,26 @@ class TrainRecipe:
         if not self.is_main or self.val_stream is None or count == 0:
             self.accelerator.wait_for_everyone()
             return
-        from vict.data.prompts import Example
+        from vict.inference import VictEngine, make_collator
 
-        model = self.accelerator.unwrap_model(self.model)
-        examples = []
-        for record in self.val_stream.records[:count]:
-            examples.append(
-                Example("cap", self.builder.prompt("cap", None), "", record.image_id, record.image_path, None)
-            )
-            if record.answered_qas:
-                qa = record.answered_qas[0]
-                prompt = self.builder.prompt("qa", "short", question=qa.question)
-                examples.append(Example("qa", prompt, qa.answer or "", record.image_id, record.image_path, "short"))
-        batch = self.collator.encode_prompts(examples)
-        batch = {k: v.to(self.accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        texts = model.generate(
-            batch["pixel_values"],
-            batch["input_ids"],
-            batch["attention_mask"],
-            max_new_tokens=self.cfg.train.sample_max_new_tokens,
-            num_beams=1,
+        model, dc = self.accelerator.unwrap_model(self.model), self.cfg.data
+        collator = make_collator(model, max_length=dc.max_length, use_chat_template=dc.use_chat_template)
+        engine = VictEngine(
+            model, self.builder, collator, max_new_tokens=self.cfg.train.sample_max_new_tokens, reuse_features=False
         )
-        for ex, text in zip(examples, texts):
-            question = ex.prompt.split("Question:")[-1].split("Answer")[0].strip() if ex.kind == "qa" else ""
-            line = f"[{ex.image_id}] {ex.kind}{' ' + question if question else ''} -> {text!r}"
-            if ex.kind == "qa":
-                line += f" (gold {ex.target!r})"
+        records = self.val_stream.records[:count]
+        captions = engine.caption([r.image_path for r in records])
+        asked = [r for r in records if r.answered_qas]
+        answers = engine.answer([r.image_path for r in asked], [r.answered_qas[0].question for r in asked])
+        gold = {r.image_id: r.answered_qas[0].answer or "" for r in asked}
+        lines = [(r.image_id, "cap", "", text, "") for r, text in zip(records, captions)]
+        lines += [(r.image_id, "qa", a.question, a.answer, gold[r.image_id]) for r, a in zip(asked, answers)]
+        for image_id, kind, question, text, target in lines:
+            line = f"[{image_id}] {kind}{' ' + question if question else ''} -> {text!r}"
+            if kind == "qa":
+                line += f" (gold {target!r})"
             self._info(f"sample at step {self.state.step}: {line}")
-            self.metrics.log(self.state.step, "sample", image_id=ex.image_id, kind=ex.kind, text=text, gold=ex.target)
+            self.metrics.log(self.state.step, "sample", image_id=image_id, kind=kind, text=text, gold=target)
         self.accelerator.wait_for_everyone()
 
     # =========================================================================================== records

@@ -142,6 +142,22 @@ def test_zero_token_model_round_trips_and_caches(zero_token_model, tmp_path) -> 
         assert torch.equal(again(**batch).loss, expected)
 
 
+def test_the_inference_layer_answers_with_a_zero_token_model(zero_token_model) -> None:
+    from PIL import Image
+
+    from vict.inference import Context, VictEngine
+
+    images = [Image.new("RGB", (30, 30), c) for c in ((255, 0, 0), (0, 0, 255))]
+    engine = VictEngine(zero_token_model, max_new_tokens=4)
+    assert engine.collator.num_visual_tokens == 0
+    answers = engine.answer(images, ["what color is it?"] * 2, Context.own_caption())
+    assert [a.caption for a in answers] == engine.caption(images) and engine.cache.encoded == 2
+    plain = VictEngine(zero_token_model, max_new_tokens=4, reuse_features=False)
+    assert [a.answer for a in answers] == [
+        a.answer for a in plain.answer(images, ["what color is it?"] * 2, Context.own_caption())
+    ]
+
+
 def test_slots_in_a_zero_token_batch_are_an_error(zero_token_model) -> None:
     model = zero_token_model
     batch = _batch(model)
