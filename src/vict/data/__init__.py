@@ -34,7 +34,7 @@ _EXPORTS = {
     "load_templates": "vict.data.prompts",
     "VictCollator": "vict.data.collate",
     "generate_world": "vict.data.world",
-    "load_world_split": "vict.data.world",
+    "load_world_split": "vict.data.dataset",
 }
 
 __all__ = list(_EXPORTS)

@@ -145,9 +145,9 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 
 def _run_show(args: argparse.Namespace) -> int:
+    from vict.data.dataset import load_world_split
     from vict.data.policy import BadInputPolicy
     from vict.data.prompts import KINDS, STYLES, InstructionBuilder, load_templates
-    from vict.data.world import load_world_split
 
     policy = BadInputPolicy("skip" if args.skip_bad else "fail")
     records = load_world_split(args.dir, args.split, policy=policy)

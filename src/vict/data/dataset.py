@@ -19,6 +19,7 @@ from vict.data.gqa import load_gqa_questions
 from vict.data.policy import BadInputPolicy, SkipReport, resolve_policy
 from vict.data.records import ImageRecord
 from vict.data.vg import load_vg_coco_ids
+from vict.data.world.layout import world_files
 
 logger = logging.getLogger("vict.data")
 
@@ -176,14 +177,25 @@ def load_records(
 ) -> list[ImageRecord]:
     """Records for training or evaluation: ``load_dataset(...).records``, or a world split.
 
-    ``load_records(world="world", split="train")`` is the miniature-world shortcut
-    (``vict.data.world.load_world_split``); otherwise see ``load_dataset`` for the arguments
-    (``split`` then means the Karpathy split of a ``dataset_coco.json``).
+    ``load_records(world="world", split="train")`` is the miniature-world shortcut (``load_world_split``);
+    otherwise see ``load_dataset`` for the arguments (``split`` then means the Karpathy split of a
+    ``dataset_coco.json``).
     """
     if world is not None:
         if captions or questions:
             raise ValueError("give either world=DIR or caption/question files, not both")
-        from vict.data.world import load_world_split
-
         return load_world_split(world, split or "train", **kwargs)
     return load_dataset(captions, questions, images_dir, vg_image_data, karpathy_split=split, **kwargs).records
+
+
+def load_world_split(root: str | Path, split: str, *, policy: BadInputPolicy | str | None = None) -> list[ImageRecord]:
+    """Records of one split of a world folder (``vict.data.world.layout``): captions and QAs per image,
+    ``image_path`` set, in image-id order, read through the real COCO/GQA loaders."""
+    files = world_files(root, split)
+    if not files["captions"].is_file():
+        raise FileNotFoundError(
+            f"{files['captions']} not found: {root} is not a generated world; "
+            f"create one with `vict data world --out {root} --images 200 --seed 0`"
+        )
+    loaded = load_dataset(files["captions"], files["questions"], files["images_dir"], keep="any", policy=policy)
+    return loaded.records

@@ -101,10 +101,11 @@ def load_eval_split(
         FileNotFoundError: a missing annotations file or image, naming it and how to create the data.
         ScoreError: malformed files.
     """
+    from vict.data.world.layout import world_files
+
     data_dir = Path(data_dir)
-    ann_dir = data_dir / "annotations"
-    cap_path = ann_dir / f"captions_{split}.json"
-    gqa_path = ann_dir / f"{split}_balanced_questions.json"
+    files = world_files(data_dir, split, check_split=False)
+    cap_path, gqa_path = files["captions"], files["questions"]
     need = [cap_path] + ([gqa_path] if "gqa" in tasks else [])
     missing = [p for p in need if not p.is_file()]
     if missing:
@@ -120,10 +121,10 @@ def load_eval_split(
     images: list[EvalImage] = []
     for img in coco["images"][: limit or None]:
         key = str(img["id"])
-        path = _find_image(data_dir / "images", key, img.get("file_name"))
+        path = _find_image(files["images_dir"], key, img.get("file_name"))
         if path is None:
             raise FileNotFoundError(
-                f"image {key} of {cap_path}: no file {data_dir / 'images' / img.get('file_name', key)}"
+                f"image {key} of {cap_path}: no file {files['images_dir'] / img.get('file_name', key)}"
             )
         images.append(EvalImage(image_id=img["id"], path=path, gold_caption=gold.get(key)))
     index = {str(im.image_id): i for i, im in enumerate(images)}

@@ -207,10 +207,10 @@ def gqa_row(report: dict[str, Any]) -> dict[str, float | None]:
 def blind_baselines(world: Path, split: str = "test") -> dict[str, float]:
     """Majority-answer and question-only accuracy (percent), fitted on train, scored on ``split``."""
     from vict.data.world.baselines import majority_answer_accuracy, question_only_accuracy
+    from vict.data.world.layout import world_files
 
-    ann = world / "annotations"
-    train = json.loads((ann / "train_balanced_questions.json").read_text())
-    test = json.loads((ann / f"{split}_balanced_questions.json").read_text())
+    train = json.loads(world_files(world, "train")["questions"].read_text())
+    test = json.loads(world_files(world, split)["questions"].read_text())
     answer, majority = majority_answer_accuracy(train, test)
     question_only = question_only_accuracy(train, test)
     return {
@@ -382,10 +382,11 @@ def quickstart(
     def similarity() -> dict[str, Any]:
         from PIL import Image
 
-        test_ids = [
-            im["file_name"] for im in json.loads((world / "annotations" / "captions_test.json").read_text())["images"]
-        ]
-        images = [Image.open(world / "images" / f).convert("RGB") for f in test_ids[: p.similarity_images]]
+        from vict.data.world.layout import world_files
+
+        test = world_files(world, "test")
+        test_ids = [im["file_name"] for im in json.loads(test["captions"].read_text())["images"]]
+        images = [Image.open(test["images_dir"] / f).convert("RGB") for f in test_ids[: p.similarity_images]]
         blip2 = engines[SOURCE_ROW].blip2
         first = rows[1]  # the first VICT row's projection into the target LM
         with torch.no_grad():

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vict.data.world.layout import world_files
+
 
 @dataclass
 class WorldImage:
@@ -63,7 +65,8 @@ def load_split(world_dir: Path, split: str) -> list[WorldImage]:
         Images sorted by id (as strings, numerically when they are numbers), each with >= 1 caption.
     """
     world_dir = Path(world_dir)
-    cap_path = world_dir / "annotations" / f"captions_{split}.json"
+    files = world_files(world_dir, split, check_split=False)
+    cap_path = files["captions"]
     coco = _load_json(cap_path)
     if not isinstance(coco, dict) or "images" not in coco or "annotations" not in coco:
         raise ValueError(f"{cap_path}: expected a COCO captions object with 'images' and 'annotations' keys")
@@ -72,7 +75,7 @@ def load_split(world_dir: Path, split: str) -> list[WorldImage]:
         if "id" not in rec or "file_name" not in rec:
             raise ValueError(f"{cap_path}: images[{i}] = {rec!r} lacks 'id' or 'file_name'")
         image_id = str(rec["id"])
-        path = world_dir / "images" / rec["file_name"]
+        path = files["images_dir"] / rec["file_name"]
         if not path.is_file() and (world_dir / rec["file_name"]).is_file():
             path = world_dir / rec["file_name"]
         images[image_id] = WorldImage(image_id=image_id, path=path, captions=[])
@@ -86,7 +89,7 @@ def load_split(world_dir: Path, split: str) -> list[WorldImage]:
             images[image_id].dense_index = len(images[image_id].captions)
         images[image_id].captions.append(ann["caption"].strip())
 
-    qa_path = world_dir / "annotations" / f"{split}_balanced_questions.json"
+    qa_path = files["questions"]
     if qa_path.is_file():
         questions = _load_json(qa_path)
         if not isinstance(questions, dict):

@@ -9,7 +9,8 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from vict.data.world import generate_world, load_world_split
+from vict.data.dataset import load_world_split
+from vict.data.world import generate_world
 
 WORLD_IMAGES = 60
 

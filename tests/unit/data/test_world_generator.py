@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from vict.data.world import DENSE_CAPTION_INDEX, generate_world, load_world_split, split_sizes
+from vict.data.dataset import load_world_split
+from vict.data.world import DENSE_CAPTION_INDEX, generate_world, split_sizes
 
 SPLITS = ("train", "val", "test")
 

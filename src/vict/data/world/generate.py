@@ -1,12 +1,7 @@
 """Write the miniature world to disk in the official COCO caption and GQA question formats.
 
-Layout of ``DIR`` (all ids shared between the files; GQA's ``imageId`` is the COCO ``image_id`` as a string)::
-
-    images/<id>.png                                 size x size RGB
-    annotations/captions_{train,val,test}.json      COCO captions; 5 per image, the first flagged "dense": true
-    annotations/{train,val,test}_balanced_questions.json   GQA questions (+ a "semantic" program each)
-    annotations/scenes.json                         the ground-truth scene of every image
-    summary.json                                    counts by split and question type, blind baselines
+Layout of ``DIR``: ``vict.data.world.layout`` (all ids shared between the files; GQA's ``imageId`` is the COCO
+``image_id`` as a string).
 
 Splits: image ids are ``1..N`` in generation order; the last ``round(0.1 N)`` go to test, the
 ``round(0.1 N)`` before them to val, the rest to train (80/10/10; val and test get at least one image each
@@ -23,11 +18,11 @@ from pathlib import Path
 
 from vict.data.world.baselines import majority_answer_accuracy, question_only_accuracy
 from vict.data.world.captions import make_captions
+from vict.data.world.layout import ANNOTATIONS_DIR, IMAGES_DIR, SCENES_FILE, SPLITS, SUMMARY_FILE, world_files
 from vict.data.world.questions import KIND_OF_FAMILY, QUESTIONS_PER_IMAGE, make_questions
 from vict.data.world.render import png_bytes, render_scene
 from vict.data.world.scene import image_rng, sample_scene
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 HELD_OUT_FRACTION = 0.1
 """Fraction of images in each of val and test."""
 QUESTION_ID_STRIDE = 1000
@@ -86,16 +81,16 @@ def generate_world(
         problems.append(f"questions_per_image={questions_per_image}: must be in 1..13 (one per question family)")
     if problems:
         raise ValueError("cannot generate the world:\n  " + "\n  ".join(problems))
-    if (out / "annotations").exists() or (out / "summary.json").exists():
+    if (out / ANNOTATIONS_DIR).exists() or (out / SUMMARY_FILE).exists():
         if not overwrite:
             raise FileExistsError(
                 f"{out} already holds a world; pass --overwrite to replace it or choose another --out"
             )
-        for sub in ("images", "annotations"):
+        for sub in (IMAGES_DIR, ANNOTATIONS_DIR):
             shutil.rmtree(out / sub, ignore_errors=True)
         (out / "summary.json").unlink(missing_ok=True)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    (out / ANNOTATIONS_DIR).mkdir(parents=True, exist_ok=True)
 
     splits = split_of_image(images)
     coco = {
@@ -115,7 +110,7 @@ def generate_world(
         scene = sample_scene(image_rng(seed, index, "scene"), image_id)
         picture = render_scene(scene, size, image_rng(seed, index, "render"))
         file_name = f"{image_id}.png"
-        (out / "images" / file_name).write_bytes(png_bytes(picture))
+        (out / IMAGES_DIR / file_name).write_bytes(png_bytes(picture))
         scenes.append(scene.to_json() | {"split": split, "file_name": file_name})
 
         coco[split]["images"].append({"id": image_id, "file_name": file_name, "width": size, "height": size})
@@ -142,12 +137,13 @@ def generate_world(
             }
 
     for s in SPLITS:
-        _dump(out / "annotations" / f"captions_{s}.json", coco[s])
-        _dump(out / "annotations" / f"{s}_balanced_questions.json", gqa[s])
-    _dump(out / "annotations" / "scenes.json", {"seed": seed, "size": size, "scenes": scenes})
+        files = world_files(out, s)
+        _dump(files["captions"], coco[s])
+        _dump(files["questions"], gqa[s])
+    _dump(out / ANNOTATIONS_DIR / SCENES_FILE, {"seed": seed, "size": size, "scenes": scenes})
 
     summary = summarize(gqa, coco, seed=seed, size=size)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 
