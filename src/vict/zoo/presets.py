@@ -3,42 +3,38 @@
 A preset fixes everything that changes the zoo's weights (architecture sizes, tokenizer kinds and vocabulary
 sizes, optimisation steps, learning rates, batch sizes). Budgets are counted in optimiser steps, never in
 seconds, so that the same seed gives the same weights on any machine; the presets were sized by measuring
-the step time on 2 CPU cores (see ``docs`` in the final report of issue 6).
+the step time on 2 CPU cores (measured histories: ``docs/tuning.md``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from vict.models.tokenizer import TOKENIZER_KINDS
+from vict.settings import help_field
 
 
 @dataclass(frozen=True)
 class LMSpec:
     """A tiny decoder-only LM: architecture sizes and its pretraining budget."""
 
-    hidden_size: int = 128
-    """Model width ``d``."""
-    num_layers: int = 2
-    """Number of decoder blocks."""
-    num_heads: int = 4
-    """Attention heads (``hidden_size`` must be divisible by it)."""
-    ffn_size: int = 512
-    """Feed-forward inner size."""
-    max_positions: int = 256
-    """Longest sequence (tokens, visual slots included) the LM can see."""
-    tokenizer: str = "wordlevel"
-    """Tokenizer kind: ``wordlevel`` or ``bpe`` (see ``vict.models.tokenizer.train_tokenizer``)."""
-    vocab_size: int = 1000
-    """Upper bound on the trained vocabulary (special tokens included)."""
-    steps: int = 300
-    """Pretraining optimiser steps on the world's text."""
-    batch_size: int = 32
-    """Texts per step."""
-    lr: float = 2e-3
-    """Peak AdamW learning rate (linear warmup over 5% of the steps, cosine decay to 10%)."""
+    hidden_size: int = help_field("Model width ``d``.", default=128)
+    num_layers: int = help_field("Number of decoder blocks.", default=2)
+    num_heads: int = help_field("Attention heads (``hidden_size`` must be divisible by it).", default=4)
+    ffn_size: int = help_field("Feed-forward inner size.", default=512)
+    max_positions: int = help_field("Longest sequence (tokens, visual slots included) the LM can see.", default=256)
+    tokenizer: str = help_field(
+        "Tokenizer kind: ``wordlevel`` or ``bpe`` (see ``vict.models.tokenizer.train_tokenizer``).",
+        default="wordlevel",
+    )
+    vocab_size: int = help_field("Upper bound on the trained vocabulary (special tokens included).", default=1000)
+    steps: int = help_field("Pretraining optimiser steps on the world's text.", default=300)
+    batch_size: int = help_field("Texts per step.", default=32)
+    lr: float = help_field(
+        "Peak AdamW learning rate (linear warmup over 5% of the steps, cosine decay to 10%).", default=2e-3
+    )
 
     def problems(self, name: str) -> list[str]:
         """Every inconsistency of this spec, each naming the field, the value and the fix."""
@@ -59,33 +55,38 @@ class LMSpec:
 class Blip2Spec:
     """The tiny BLIP-2: ViT and Q-Former sizes and the captioning budget."""
 
-    image_size: int = 64
-    """Input resolution (the world's images are resized to it by the saved ``BlipImageProcessor``)."""
-    patch_size: int = 8
-    """ViT patch size (``(image_size / patch_size)**2`` patches plus one class token)."""
-    vision_hidden: int = 128
-    vision_layers: int = 4
-    vision_heads: int = 4
-    vision_ffn: int = 512
-    qformer_hidden: int = 128
-    qformer_layers: int = 2
-    qformer_heads: int = 4
-    qformer_ffn: int = 512
-    cross_attention_frequency: int = 1
-    """Q-Former cross-attends to the image every this many layers (1 = every layer)."""
-    num_query_tokens: int = 16
-    """Learnt queries; also the number of ``<image>`` tokens in the source LM prompt."""
-    steps: int = 600
-    """Captioning optimiser steps on the world's dense captions."""
-    batch_size: int = 16
-    lr: float = 1e-3
-    init_std: float = 0.02
-    """Std of the vision initialiser and of the query tokens (transformers defaults: 1e-10 and 0)."""
-    train_language_model: bool = True
-    """Also tune the source LM while captioning (it is then saved, tuned, as ``source_lm/`` too, so the
-    BLIP-2's LM and the source LM stay one model). Measured on a 300-image world, batch 16, 2 busy cores:
-    with the LM frozen, held-out colour-token accuracy stayed at chance (15% after 300 steps, chance 17%);
-    tuned with it, 49% after 200 steps. ``False`` gives BLIP-2's frozen-LM recipe, for a larger budget."""
+    image_size: int = help_field(
+        "Input resolution (the world's images are resized to it by the saved ``BlipImageProcessor``).", default=64
+    )
+    patch_size: int = help_field(
+        "ViT patch size (``(image_size / patch_size)**2`` patches plus one class token).", default=8
+    )
+    vision_hidden: int = help_field("ViT width", default=128)
+    vision_layers: int = help_field("ViT blocks", default=4)
+    vision_heads: int = help_field("ViT attention heads", default=4)
+    vision_ffn: int = help_field("ViT feed-forward inner size", default=512)
+    qformer_hidden: int = help_field("Q-Former width", default=128)
+    qformer_layers: int = help_field("Q-Former blocks", default=2)
+    qformer_heads: int = help_field("Q-Former attention heads", default=4)
+    qformer_ffn: int = help_field("Q-Former feed-forward inner size", default=512)
+    cross_attention_frequency: int = help_field(
+        "Q-Former cross-attends to the image every this many layers (1 = every layer).", default=1
+    )
+    num_query_tokens: int = help_field(
+        "Learnt queries; also the number of ``<image>`` tokens in the source LM prompt.", default=16
+    )
+    steps: int = help_field("Captioning optimiser steps on the world's dense captions.", default=600)
+    batch_size: int = help_field("images per captioning step", default=16)
+    lr: float = help_field("peak AdamW learning rate of the captioning training", default=1e-3)
+    init_std: float = help_field(
+        "Std of the vision initialiser and of the query tokens (transformers defaults: 1e-10 and 0).", default=0.02
+    )
+    train_language_model: bool = help_field(
+        "also tune the source LM while captioning (it is then saved, tuned, as source_lm/ too, so the BLIP-2's LM "
+        "and the source LM stay one model): with the LM frozen the tiny BLIP-2 did not learn colours in this budget "
+        "(docs/tuning.md); false gives BLIP-2's frozen-LM recipe, for a larger budget",
+        default=True,
+    )
 
     def problems(self) -> list[str]:
         """Every inconsistency of this spec, each naming the field, the value and the fix."""
@@ -109,19 +110,27 @@ class Blip2Spec:
 class ZooConfig:
     """Everything that determines the zoo's weights. Its hash (with the world's) names the cache folder."""
 
-    name: str = "default"
-    """Preset this config came from (informational; part of the hash like every field)."""
-    source_lm: LMSpec = field(default_factory=lambda: LMSpec(tokenizer="wordlevel"))
-    """The OPT source LM inside the BLIP-2."""
-    target_lm: LMSpec = field(default_factory=lambda: LMSpec(tokenizer="bpe", vocab_size=1200))
-    """The LLaMA target LM that VICT gives eyes to."""
-    blip2: Blip2Spec = field(default_factory=Blip2Spec)
-    num_threads: int = 1
-    """``torch.set_num_threads`` during the build. Fixed, for reproducibility (CPU kernels may reduce in
-    another order with another thread count), and 1 because it was measured fastest on a shared 2-core machine:
-    with 2 threads, steps stalled up to 10x whenever another process used a core."""
-    eval_images: int = 64
-    """Held-out (val) images used to measure the BLIP-2's caption quality after training."""
+    name: str = help_field(
+        "Preset this config came from (informational; part of the hash like every field).", default="default"
+    )
+    source_lm: LMSpec = help_field(
+        "The OPT source LM inside the BLIP-2.", default_factory=lambda: LMSpec(tokenizer="wordlevel")
+    )
+    target_lm: LMSpec = help_field(
+        "The LLaMA target LM that VICT gives eyes to.",
+        default_factory=lambda: LMSpec(tokenizer="bpe", vocab_size=1200),
+    )
+    blip2: Blip2Spec = help_field(
+        "the tiny BLIP-2 (ViT, Q-Former, queries) and its captioning budget", default_factory=Blip2Spec
+    )
+    num_threads: int = help_field(
+        "torch.set_num_threads during the build: fixed, for reproducibility (CPU kernels may reduce in another "
+        "order with another thread count), and 1, the fastest on a shared 2-core machine (docs/tuning.md)",
+        default=1,
+    )
+    eval_images: int = help_field(
+        "Held-out (val) images used to measure the BLIP-2's caption quality after training.", default=64
+    )
 
     def __post_init__(self) -> None:
         problems = self.source_lm.problems("source_lm") + self.target_lm.problems("target_lm") + self.blip2.problems()
