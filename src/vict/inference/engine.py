@@ -145,7 +145,99 @@ class CaptionMemory:
         self._texts.clear()
 
 
-class VictEngine:
+class Engine:
+    """What every engine shares: the caption memory, the answer flow of ``Context`` values, ``release()``.
+
+    A subclass sets ``kind``, ``supports_sentence`` and ``caption_prompt`` and gives ``_prompt`` (the answer prompt
+    of one question in its context), ``_complete`` (greedy completions of prompts for images, batched) and
+    ``_budget`` (the default token budget of a caption or an answer style).
+    """
+
+    kind = ""
+    supports_sentence = True
+    caption_prompt = ""
+
+    def __init__(self, name: str, batch_size: int, max_images: int | None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be >= 1")
+        self.name, self.batch_size = name, batch_size
+        self.cache: FeatureCache | None = None
+        self.captions = CaptionMemory(max_images)
+
+    def _prompt(self, question: str, context: Context, own_caption: str | None, style: str) -> str:
+        raise NotImplementedError
+
+    def _complete(
+        self, images: Sequence[ImageLike], prompts: Sequence[str], max_new_tokens: int, progress: str | None
+    ) -> list[str]:
+        raise NotImplementedError
+
+    def _budget(self, kind: str, max_new_tokens: int | None) -> int:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Drop the cached features and captions (``vict eval`` calls it after each block of images)."""
+        if self.cache is not None:
+            self.cache.clear()
+        self.captions.clear()
+
+    def caption(
+        self, images: Sequence[ImageLike], max_new_tokens: int | None = None, progress: str | None = None
+    ) -> list[str]:
+        """One caption per image; each distinct image is captioned once and remembered, so ``self`` questions
+        about it reuse the caption."""
+        budget = self._budget("caption", max_new_tokens)
+        keys = [image_key(im) for im in images]
+        todo = self.captions.missing(keys, budget)
+        if todo:
+            texts = self._complete([images[i] for i in todo], [self.caption_prompt] * len(todo), budget, progress)
+            for i, text in zip(todo, texts):
+                self.captions.put(keys[i], budget, text, images[i])
+        return self.captions.get(keys, budget)
+
+    def answer(
+        self,
+        images: Sequence[ImageLike],
+        questions: Sequence[str],
+        context: Context | Sequence[Context] | None = None,
+        style: str = "short",
+        max_new_tokens: int | None = None,
+        caption_max_new_tokens: int | None = None,
+        progress: str | None = None,
+    ) -> list[Answer]:
+        """Answer ``questions[i]`` about ``images[i]`` with its ``Context`` (one shared or one per question).
+
+        ``style``: ``short`` (a word or a number) or ``sentence``; ``max_new_tokens``: the answer budget (default per
+        style); ``caption_max_new_tokens``: the budget of ``self`` captions (as ``caption``). Returns one ``Answer``
+        per question; in ``self`` mode ``Answer.caption`` is the model's caption.
+        """
+        check_questions(images, questions, style)
+        if style == "sentence" and not self.supports_sentence:
+            raise ValueError(f"style='sentence': {self.name} answers in the short style only")
+        contexts = as_contexts(context or Context.none(), len(questions))
+        own: list[str | None] = [None] * len(questions)
+        need = [i for i, c in enumerate(contexts) if c.kind == "self"]
+        if need:
+            made = self.caption([images[i] for i in need], caption_max_new_tokens, progress)
+            for i, text in zip(need, made):
+                own[i] = text
+        prompts = [self._prompt(q, c, own[i], style) for i, (q, c) in enumerate(zip(questions, contexts))]
+        texts = self._complete(images, prompts, self._budget(style, max_new_tokens), progress)
+        return [
+            Answer(
+                question=q,
+                answer=t,
+                mode=c.kind,
+                style=style,
+                caption=own[i] if c.kind == "self" else c.caption,
+                context_qa=c.qa,
+                prompt=prompts[i],
+            )
+            for i, (q, t, c) in enumerate(zip(questions, texts, contexts))
+        ]
+
+
+class VictEngine(Engine):
     """Captions and answers of a ``VisionLLM``.
 
     Args:
@@ -173,18 +265,14 @@ class VictEngine:
         reuse_features: bool = True,
         max_images: int | None = MAX_IMAGES,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}: must be >= 1")
-        self.model, self.name = model, name
+        super().__init__(name, batch_size, max_images)
+        self.model = model
         self.builder = builder or InstructionBuilder()
         self.collator = collator or make_collator(model)
-        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
-        self.cache = (
-            FeatureCache(self._encode, open_image, batch_size=batch_size, max_images=max_images)
-            if reuse_features
-            else None
-        )
-        self.captions = CaptionMemory(max_images)
+        self.max_new_tokens = max_new_tokens
+        self.caption_prompt = self.builder.prompt(CAPTION_KIND, None)
+        if reuse_features:
+            self.cache = FeatureCache(self._encode, open_image, batch_size=batch_size, max_images=max_images)
 
     @classmethod
     def from_checkpoint(
@@ -219,13 +307,6 @@ class VictEngine:
         model.eval()
         collator = make_collator(model, max_length=max_length, use_chat_template=use_chat_template)
         return cls(model, InstructionBuilder(templates=templates), collator, **kwargs)
-
-    # ------------------------------------------------------------------------------------------------ reuse
-    def release(self) -> None:
-        """Drop the cached features and captions (``vict eval`` calls it after each block of images)."""
-        if self.cache is not None:
-            self.cache.clear()
-        self.captions.clear()
 
     @property
     def device(self) -> torch.device:
@@ -273,60 +354,16 @@ class VictEngine:
             )
         return out
 
-    def caption(
-        self, images: Sequence[ImageLike], max_new_tokens: int | None = None, progress: str | None = None
+    def _prompt(self, question: str, context: Context, own_caption: str | None, style: str) -> str:
+        return context.prompt(self.builder, question, style, own_caption)
+
+    def _complete(
+        self, images: Sequence[ImageLike], prompts: Sequence[str], max_new_tokens: int, progress: str | None
     ) -> list[str]:
-        """One caption per image (the ``cap`` prompt); each distinct image is captioned once and remembered, so
-        ``self`` questions about it reuse the caption."""
-        budget = max_new_tokens or self.max_new_tokens or MAX_NEW_TOKENS["caption"]
-        keys = [image_key(im) for im in images]
-        todo = self.captions.missing(keys, budget)
-        if todo:
-            prompt = self.builder.prompt(CAPTION_KIND, None)
-            texts = self.generate([images[i] for i in todo], [prompt] * len(todo), budget, progress)
-            for i, text in zip(todo, texts):
-                self.captions.put(keys[i], budget, text, images[i])
-        return self.captions.get(keys, budget)
+        return self.generate(images, prompts, max_new_tokens, progress)
 
-    def answer(
-        self,
-        images: Sequence[ImageLike],
-        questions: Sequence[str],
-        context: Context | Sequence[Context] | None = None,
-        style: str = "short",
-        max_new_tokens: int | None = None,
-        caption_max_new_tokens: int | None = None,
-        progress: str | None = None,
-    ) -> list[Answer]:
-        """Answer ``questions[i]`` about ``images[i]`` with its ``Context`` (one shared or one per question).
-
-        ``style``: ``short`` (a word or a number) or ``sentence``; ``max_new_tokens``: the answer budget (default 10
-        short / 40 sentence); ``caption_max_new_tokens``: the budget of ``self`` captions (as ``caption``).
-        Returns one ``Answer`` per question; in ``self`` mode ``Answer.caption`` is the model's caption.
-        """
-        check_questions(images, questions, style)
-        contexts = as_contexts(context or Context.none(), len(questions))
-        budget = max_new_tokens or self.max_new_tokens or MAX_NEW_TOKENS[style]
-        own: list[str | None] = [None] * len(questions)
-        need = [i for i, c in enumerate(contexts) if c.kind == "self"]
-        if need:
-            made = self.caption([images[i] for i in need], caption_max_new_tokens, progress)
-            for i, text in zip(need, made):
-                own[i] = text
-        prompts = [c.prompt(self.builder, q, style, own[i]) for i, (q, c) in enumerate(zip(questions, contexts))]
-        texts = self.generate(images, prompts, budget, progress)
-        return [
-            Answer(
-                question=q,
-                answer=t,
-                mode=c.kind,
-                style=style,
-                caption=own[i] if c.kind == "self" else c.caption,
-                context_qa=c.qa,
-                prompt=prompts[i],
-            )
-            for i, (q, t, c) in enumerate(zip(questions, texts, contexts))
-        ]
+    def _budget(self, kind: str, max_new_tokens: int | None) -> int:
+        return max_new_tokens or self.max_new_tokens or MAX_NEW_TOKENS[kind]
 
 
 def make_collator(model: Any, max_length: int = 512, use_chat_template: bool = False) -> Any:
