@@ -59,11 +59,10 @@ class ConfigError(SettingsError):
     """
 
     def __init__(self, problems: list[str], source: str = "<config>") -> None:
-        self.problems = list(problems)
         self.source = source
         noun = "problem" if len(problems) == 1 else "problems"
         lines = "\n".join(f"  - {p}" for p in problems)
-        ValueError.__init__(self, f"{len(problems)} config {noun} in {source}:\n{lines}")
+        super().__init__(problems, message=f"{len(problems)} config {noun} in {source}:\n{lines}")
 
 
 @dataclass
@@ -242,7 +241,8 @@ class TrainConfig:
     )
     group_by_length: bool = _help("batch examples of similar length together (less padding)", default=True)
     cache_vision_features: bool = _help(
-        "compute the frozen vision tower's output once per image and reuse it (same loss; skips image decoding "
+        "compute once per image the features no trainable parameter changes (the frozen vision tower's output "
+        "while the extra queries train) and reuse them (same loss; skips image decoding "
         "and the ViT after the first epoch; memory: images x patches x width)",
         default=False,
     )

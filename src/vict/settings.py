@@ -42,9 +42,9 @@ class SettingsError(ValueError):
         problems: one line per problem.
     """
 
-    def __init__(self, problems: list[str], title: str = "invalid settings") -> None:
+    def __init__(self, problems: list[str], title: str = "invalid settings", message: str | None = None) -> None:
         self.problems = list(problems)
-        super().__init__(f"{title}:\n  " + "\n  ".join(self.problems))
+        super().__init__(message if message is not None else f"{title}:\n  " + "\n  ".join(self.problems))
 
 
 def raise_problems(problems: list[str], title: str = "invalid settings") -> None:
