@@ -20,20 +20,20 @@ from vict.settings import help_field
 class LMSpec:
     """A tiny decoder-only LM: architecture sizes and its pretraining budget."""
 
-    hidden_size: int = help_field("Model width ``d``.", default=128)
-    num_layers: int = help_field("Number of decoder blocks.", default=2)
-    num_heads: int = help_field("Attention heads (``hidden_size`` must be divisible by it).", default=4)
-    ffn_size: int = help_field("Feed-forward inner size.", default=512)
-    max_positions: int = help_field("Longest sequence (tokens, visual slots included) the LM can see.", default=256)
+    hidden_size: int = help_field("model width ``d``", default=128)
+    num_layers: int = help_field("number of decoder blocks", default=2)
+    num_heads: int = help_field("attention heads (``hidden_size`` must be divisible by it)", default=4)
+    ffn_size: int = help_field("feed-forward inner size", default=512)
+    max_positions: int = help_field("longest sequence (tokens, visual slots included) the LM can see", default=256)
     tokenizer: str = help_field(
-        "Tokenizer kind: ``wordlevel`` or ``bpe`` (see ``vict.models.tokenizer.train_tokenizer``).",
+        "tokenizer kind: ``wordlevel`` or ``bpe`` (see ``vict.models.tokenizer.train_tokenizer``)",
         default="wordlevel",
     )
-    vocab_size: int = help_field("Upper bound on the trained vocabulary (special tokens included).", default=1000)
-    steps: int = help_field("Pretraining optimiser steps on the world's text.", default=300)
-    batch_size: int = help_field("Texts per step.", default=32)
+    vocab_size: int = help_field("upper bound on the trained vocabulary (special tokens included)", default=1000)
+    steps: int = help_field("pretraining optimiser steps on the world's text", default=300)
+    batch_size: int = help_field("texts per step", default=32)
     lr: float = help_field(
-        "Peak AdamW learning rate (linear warmup over 5% of the steps, cosine decay to 10%).", default=2e-3
+        "peak AdamW learning rate (linear warmup over 5% of the steps, cosine decay to 10%)", default=2e-3
     )
 
     def problems(self, name: str) -> list[str]:
@@ -56,10 +56,10 @@ class Blip2Spec:
     """The tiny BLIP-2: ViT and Q-Former sizes and the captioning budget."""
 
     image_size: int = help_field(
-        "Input resolution (the world's images are resized to it by the saved ``BlipImageProcessor``).", default=64
+        "input resolution (the world's images are resized to it by the saved ``BlipImageProcessor``)", default=64
     )
     patch_size: int = help_field(
-        "ViT patch size (``(image_size / patch_size)**2`` patches plus one class token).", default=8
+        "ViT patch size (``(image_size / patch_size)**2`` patches plus one class token)", default=8
     )
     vision_hidden: int = help_field("ViT width", default=128)
     vision_layers: int = help_field("ViT blocks", default=4)
@@ -70,16 +70,16 @@ class Blip2Spec:
     qformer_heads: int = help_field("Q-Former attention heads", default=4)
     qformer_ffn: int = help_field("Q-Former feed-forward inner size", default=512)
     cross_attention_frequency: int = help_field(
-        "Q-Former cross-attends to the image every this many layers (1 = every layer).", default=1
+        "Q-Former cross-attends to the image every this many layers (1 = every layer)", default=1
     )
     num_query_tokens: int = help_field(
-        "Learnt queries; also the number of ``<image>`` tokens in the source LM prompt.", default=16
+        "learnt queries; also the number of ``<image>`` tokens in the source LM prompt", default=16
     )
-    steps: int = help_field("Captioning optimiser steps on the world's dense captions.", default=600)
+    steps: int = help_field("captioning optimiser steps on the world's dense captions", default=600)
     batch_size: int = help_field("images per captioning step", default=16)
     lr: float = help_field("peak AdamW learning rate of the captioning training", default=1e-3)
     init_std: float = help_field(
-        "Std of the vision initialiser and of the query tokens (transformers defaults: 1e-10 and 0).", default=0.02
+        "std of the vision initialiser and of the query tokens (transformers defaults: 1e-10 and 0)", default=0.02
     )
     train_language_model: bool = help_field(
         "also tune the source LM while captioning (it is then saved, tuned, as source_lm/ too, so the BLIP-2's LM "
@@ -111,13 +111,13 @@ class ZooConfig:
     """Everything that determines the zoo's weights. Its hash (with the world's) names the cache folder."""
 
     name: str = help_field(
-        "Preset this config came from (informational; part of the hash like every field).", default="default"
+        "preset this config came from (informational; part of the hash like every field)", default="default"
     )
     source_lm: LMSpec = help_field(
-        "The OPT source LM inside the BLIP-2.", default_factory=lambda: LMSpec(tokenizer="wordlevel")
+        "the OPT source LM inside the BLIP-2", default_factory=lambda: LMSpec(tokenizer="wordlevel")
     )
     target_lm: LMSpec = help_field(
-        "The LLaMA target LM that VICT gives eyes to.",
+        "the LLaMA target LM that VICT gives eyes to",
         default_factory=lambda: LMSpec(tokenizer="bpe", vocab_size=1200),
     )
     blip2: Blip2Spec = help_field(
@@ -129,7 +129,7 @@ class ZooConfig:
         default=1,
     )
     eval_images: int = help_field(
-        "Held-out (val) images used to measure the BLIP-2's caption quality after training.", default=64
+        "held-out (val) images used to measure the BLIP-2's caption quality after training", default=64
     )
 
     def __post_init__(self) -> None:
