@@ -17,14 +17,6 @@ def help_field(text: str, **kwargs: Any) -> Any:
     return field(metadata={"help": text}, **kwargs)
 
 
-def field_help(cls: type, name: str) -> str:
-    """The help text of field ``name`` of dataclass ``cls`` (empty if it has none)."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return str(f.metadata.get("help", ""))
-    raise KeyError(f"{cls.__name__} has no field {name!r}")
-
-
 def unknown_keys_problem(cls: type, unknown: list[str], where: str) -> str:
     """One problem line for keys that ``cls`` does not have, with a did-you-mean hint."""
     names = [f.name for f in dataclasses.fields(cls)]

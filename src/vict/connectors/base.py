@@ -40,10 +40,6 @@ class VisionInput:
     tokens: torch.Tensor
     extras: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def batch_size(self) -> int:
-        return self.tokens.shape[0]
-
 
 class Connector(nn.Module):
     """Base class of connectors. Subclasses set the class attributes and implement ``num_tokens``,
@@ -76,9 +72,8 @@ class Connector(nn.Module):
 
     def features(self, vpg: nn.Module, pixel_values: torch.Tensor, level: str) -> torch.Tensor:
         """Features at ``level`` of ``pixel_values (b, 3, S, S)``."""
-        if level == "pixels":
-            return pixel_values
-        raise ValueError(f"connector {self.name!r} has no feature level {level!r}; levels: {list(self.levels)}")
+        self.check_level(level)
+        return pixel_values
 
     def forward(self, vpg: nn.Module, features: VisionFeatures) -> VisionInput:
         """The ``VisionInput`` of a batch, from features at any of ``levels``."""

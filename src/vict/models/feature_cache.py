@@ -64,9 +64,6 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._rows
-
     def clear(self) -> None:
         """Drop every cached row (the counters are kept)."""
         self._rows.clear()

@@ -23,11 +23,6 @@ def mark_trainable(model: nn.Module, is_trainable: Predicate) -> None:
         param.requires_grad_(is_trainable(name))
 
 
-def trainable_named_parameters(model: nn.Module) -> Iterable[tuple[str, nn.Parameter]]:
-    """The ``(name, parameter)`` pairs that require gradients, in module order."""
-    return ((n, p) for n, p in model.named_parameters() if p.requires_grad)
-
-
 def set_frozen_eval(model: nn.Module, mode: bool, method_owns: Predicate) -> None:
     """Put ``model`` in train mode ``mode`` except frozen submodules, which stay in eval mode.
 
