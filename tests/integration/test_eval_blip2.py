@@ -180,7 +180,7 @@ def test_eval_blip2_baseline_rows(tiny_blip2: Path, tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     (r,) = report["models"].values()
     assert r["kind"] == "blip2" and r["n_images"] == 2
-    assert set(r["gqa"]) == {"none", "caption", "self"} and r["gqa_sentence"] is None
+    assert list(r["gqa"]) == ["none", "caption", "self", "qa", "dense", "distractor"] and r["gqa_sentence"] is None
     assert r["caption"]["n"] == 2 and r["caption"]["BLEU-1"] is not None
     preds = json.loads(Path(r["predictions"]["gqa_caption_test_predictions.json"]).read_text())
     assert len(preds) == r["n_questions"] and all(isinstance(p["prediction"], str) for p in preds)

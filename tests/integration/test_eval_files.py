@@ -67,10 +67,14 @@ def test_eval_on_gqa_testdev_skips_the_caption_setting(files, checkpoint: Path, 
     args += ["--images", str(files["gqa_images"]), "--tasks", "gqa", "--no-sentence"]
     assert main([*args, "--out", str(out), *FAST]) == 0
     (r,) = json.loads((out / "report.json").read_text())["models"].values()
-    assert set(r["gqa"]) == {"none", "self"} and r["caption"] is None
+    # testdev images have no COCO caption (no caption/distractor) and no dense caption; their two questions
+    # give each other the `qa` context.
+    assert set(r["gqa"]) == {"none", "self", "qa"} and r["caption"] is None
+    assert r["gqa"]["qa"]["vqa"]["n"] == 2 and r["gqa"]["qa"]["skipped"] == 0
     assert r["gqa"]["self"]["official"]["n"] == 2
     md = (out / "report.md").read_text()
     assert "GQA `caption` setting skipped" in md and "| none" in md
+    assert "GQA `dense` setting skipped" in md and "GQA `distractor` setting skipped" in md
 
 
 def test_eval_file_arguments_bad_input_exits_2(files, checkpoint: Path, tmp_path: Path, capsys) -> None:

@@ -11,7 +11,7 @@ from vict.cli import main
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = ("none", "caption", "self")
+SETTINGS = ("none", "caption", "self", "qa", "dense", "distractor")
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,11 @@ def test_eval_writes_both_reports_with_all_keys(world: Path, checkpoint: Path, t
             score = r["gqa"][setting][rule]
             assert {"accuracy", "by_structural", "by_semantic", "n"} <= set(score) and score["n"] == n_q
             assert 0.0 <= score["accuracy"] <= 100.0
+        by_type = r["gqa"][setting]["by_type"]
+        assert sum(v["count"] for k, v in by_type.items() if k.startswith("structural/")) == n_q
+        assert by_type["binary"]["count"] + by_type["open"]["count"] == n_q and r["gqa"][setting]["skipped"] == 0
+        records = json.loads(Path(r["predictions"][f"gqa_{setting}_test_predictions.json"]).read_text())
+        assert all(rec["context"]["kind"] in ("none", "caption", "self", "qa") for rec in records)
     assert {"exact", "answer_in_sentence", "n"} <= set(r["gqa_sentence"])
     # Prediction files are in the official formats and rescore to the same numbers.
     files = r["predictions"]
@@ -86,6 +91,7 @@ def test_eval_writes_both_reports_with_all_keys(world: Path, checkpoint: Path, t
     assert [res["image_id"] for res in results] == [im["id"] for im in captions["images"][:2]]
     md = (out / "report.md").read_text()
     assert "Table 1" in md and "Table 2" in md and "| none" in md and "Gold caption" in md
+    assert "| distractor |" in md and "structural: query" in md
     assert "wrote" in capsys.readouterr().out
 
 
@@ -107,5 +113,7 @@ def test_eval_bad_input_exits_2(world: Path, tmp_path: Path, capsys) -> None:
     assert "vict data world" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path), "--data", str(world), "--tasks", "vqa"]) == 2
     assert "--tasks" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(tmp_path), "--data", str(world), "--gqa-settings", "none,gold"]) == 2
+    assert "--gqa-settings" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path), "--data", str(world)]) == 2
     assert "not a VICT checkpoint" in capsys.readouterr().err

@@ -1,20 +1,48 @@
-"""``report.md`` and ``report.json`` of ``vict eval``: Table 1 (captions), Table 2 (GQA by context setting), notes."""
+"""``report.md`` and ``report.json`` of ``vict eval``: Table 1 (captions), Table 2 (GQA by context setting), GQA by
+question type, notes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from vict.eval.gqa import SEMANTIC_NAMES
 from vict.eval.report import caption_table, gqa_table, markdown_table, notes_lines, write_json, write_text
-from vict.eval.splits import SETTINGS
+from vict.eval.splits import SETTING_DESCRIPTIONS, SETTINGS
 
 REPORT_CAPTION_METRICS: tuple[str, ...] = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
 """Columns of the paper's Table 1."""
+TYPE_TABLE_PREFIXES: tuple[str, ...] = ("structural/", "semantic/")
+"""Rows of the by-question-type table in ``report.md`` (``report.json`` also has ``detailed/*``, ``binary``, ``open``)."""
+
+
+def type_label(key: str) -> str:
+    """A ``by_type`` key as printed: ``structural/verify`` -> ``structural: verify``, ``semantic/attr`` ->
+    ``semantic: attribute`` (eval.py's display names)."""
+    field, _, value = key.partition("/")
+    return f"{field}: {SEMANTIC_NAMES.get(value, value)}" if field == "semantic" else key.replace("/", ": ", 1)
+
+
+def by_type_table(gqa: dict[str, Any]) -> str | None:
+    """One model's accuracy by question type: rows = structural then semantic types, columns = settings (vqa rule, %),
+    ``n`` = the most questions of the type any setting scored. ``None`` when no setting has ``by_type``."""
+    settings = [s for s in SETTINGS if s in gqa and gqa[s].get("by_type")]
+    if not settings:
+        return None
+    keys = {k for s in settings for k in gqa[s]["by_type"]}
+    rows = []
+    for prefix in TYPE_TABLE_PREFIXES:
+        for key in sorted(k for k in keys if k.startswith(prefix)):
+            cells = [gqa[s]["by_type"].get(key) for s in settings]
+            n = max(c["count"] for c in cells if c)
+            rows.append([type_label(key), n, *(c["accuracy"] if c else None for c in cells)])
+    return markdown_table(["question type", "n", *settings], rows) if rows else None
 
 
 def report_markdown(reports: dict[str, dict[str, Any]], title: str = "Evaluation") -> str:
     """``report.md`` for one or several models: Table 1 (captions), Table 2 (GQA by context setting, vqa rule),
-    the official-rule GQA table, sentence answers, and the notes (choices, unavailable metrics)."""
+    the official-rule GQA table, each model's GQA accuracy by question type (structural and semantic types x
+    settings), sentence answers, and the notes (choices, unavailable metrics, skipped questions)."""
     first = next(iter(reports.values()))
     lines = [f"# {title}", "", f"Data: `{first['data']}`, split `{first['split']}`.", ""]
     cap_rows = {n: r["caption"] for n, r in reports.items() if r.get("caption")}
@@ -24,26 +52,29 @@ def report_markdown(reports: dict[str, dict[str, Any]], title: str = "Evaluation
         lines += [f"Images scored: {scored}.", ""]
     gqa_rows = {n: r["gqa"] for n, r in reports.items() if r.get("gqa")}
     if gqa_rows:
+        shown = [s for s in SETTINGS if any(s in g for g in gqa_rows.values())]
         for rule, heading in (("vqa", "rule `vqa`, normalised"), ("official", "rule `official`, exact match")):
             rows = {n: {s: g[s][rule]["accuracy"] for s in g} for n, g in gqa_rows.items()}
             lines += [f"## GQA short-answer accuracy, % (Table 2; {heading})", ""]
-            lines += [gqa_table(rows, [s for s in SETTINGS if any(s in g for g in gqa_rows.values())]), ""]
-        n_q = {n: next(iter(g.values()))["vqa"]["n"] for n, g in gqa_rows.items() if g}
-        lines += ["Settings: `none` = the question alone; `caption` = a gold caption of the image as context;"]
+            lines += [gqa_table(rows, shown), ""]
+        n_q = {n: max(s["vqa"]["n"] for s in g.values()) for n, g in gqa_rows.items() if g}
         lines += [
-            "`self` = the model's own caption as context. Questions: "
+            "Settings: "
+            + "; ".join(f"`{s}` = {SETTING_DESCRIPTIONS[s]}" for s in shown)
+            + ". Questions: "
             + ", ".join(f"{n}: {k}" for n, k in n_q.items())
             + ".",
-            "",
         ]
-        by_sem = {n: g["none"]["vqa"]["by_semantic"] for n, g in gqa_rows.items() if "none" in g}
-        if by_sem:
-            types = sorted({t for v in by_sem.values() for t in v})
-            lines += ["### GQA `none` setting by semantic type (vqa rule, %)", ""]
-            lines += [
-                markdown_table(["model", *types], [[n, *(v.get(t) for t in types)] for n, v in by_sem.items()]),
-                "",
-            ]
+        skipped = [
+            f"{n} `{s}`: {g[s]['skipped']}" for n, g in gqa_rows.items() for s in shown if g.get(s, {}).get("skipped")
+        ]
+        if skipped:
+            lines += ["Skipped (no context of the setting's kind; see the notes): " + ", ".join(skipped) + "."]
+        lines += [""]
+        for n, g in gqa_rows.items():
+            table = by_type_table(g)
+            if table:
+                lines += [f"### GQA accuracy by question type, % (rule `vqa`): {n}", "", table, ""]
     sent_rows = [
         [n, r["gqa_sentence"]["exact"], r["gqa_sentence"]["answer_in_sentence"], r["gqa_sentence"]["n"]]
         for n, r in reports.items()
@@ -57,6 +88,15 @@ def report_markdown(reports: dict[str, dict[str, Any]], title: str = "Evaluation
         "",
         f"- Gold caption: {first['choices']['gold_caption']}.",
         f"- Self caption: {first['choices']['self_caption']}.",
+        *(
+            f"- {label}: {first['choices'][key]}."
+            for key, label in (
+                ("qa_context", "QA context"),
+                ("dense_caption", "Dense caption"),
+                ("distractor", "Distractor caption"),
+            )
+            if key in first["choices"]
+        ),
         "- Decoding: greedy.",
     ]
     shared = [note for note in first.get("notes", []) if all(note in r.get("notes", []) for r in reports.values())]

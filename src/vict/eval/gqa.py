@@ -26,6 +26,8 @@ SEMANTIC_NAMES: dict[str, str] = {
     "rel": "relation",
 }
 """Display names the official script prints for the semantic types."""
+TYPE_FIELDS: tuple[str, ...] = ("structural", "semantic", "detailed")
+"""The fields of a question's ``types`` that ``gqa_accuracy_by_type`` breaks accuracy down by."""
 
 
 def gqa_correct(prediction: str, answer: str, rule: Rule = "official") -> bool:
@@ -37,28 +39,15 @@ def gqa_correct(prediction: str, answer: str, rule: Rule = "official") -> bool:
     raise ScoreError(f"unknown GQA rule {rule!r}; choose one of {RULES}")
 
 
-def score_gqa(
+def gqa_correctness(
     predictions: Sequence[Mapping[str, Any]],
     questions: Mapping[str, Mapping[str, Any]],
     rule: Rule = "official",
     balanced_only: bool = True,
-) -> dict[str, Any]:
-    """Score GQA predictions.
+) -> dict[str, bool]:
+    """``{questionId: correct}`` for every scored question (the per-question verdicts ``score_gqa`` aggregates).
 
-    Args:
-        predictions: ``[{"questionId": str, "prediction": str}]`` (the official predictions format).
-        questions: a GQA questions file: ``{questionId: {"answer", "isBalanced", "types": {"structural",
-            "semantic"}, ...}}``. A question without ``isBalanced`` counts as balanced.
-        rule: ``official`` (exact equality) or ``vqa`` (VQA normalisation of both sides first).
-        balanced_only: score only ``isBalanced`` questions, as the official script does.
-
-    Returns:
-        ``{"accuracy", "by_structural", "by_semantic", "binary", "open", "n", "correct", "rule"}``; accuracies in
-        percent (unrounded floats); ``open`` = structural type ``query``, ``binary`` = the rest, as in ``eval.py``.
-
-    Raises:
-        ScoreError: a scored question has no prediction, a prediction id is not in the questions file, a
-            duplicate prediction id, or a question without ``answer``.
+    Arguments and errors as ``score_gqa``.
     """
     if rule not in RULES:
         raise ScoreError(f"unknown GQA rule {rule!r}; choose one of {RULES}")
@@ -78,31 +67,84 @@ def score_gqa(
             f"GQA predictions: missing predictions for {len(missing)} of {len(scored)} scored questions "
             f"(e.g. {missing[:5]}); the official eval.py raises 'missing predictions' too"
         )
-    correct: list[bool] = []
-    by_structural: dict[str, list[bool]] = defaultdict(list)
-    by_semantic: dict[str, list[bool]] = defaultdict(list)
-    binary_open: dict[str, list[bool]] = defaultdict(list)
+    correct: dict[str, bool] = {}
     for qid, q in scored.items():
         if "answer" not in q:
             raise ScoreError(f"GQA question {qid}: no 'answer' (test/challenge files have none and cannot be scored)")
-        ok = gqa_correct(preds[qid], q["answer"], rule)
-        types = q.get("types") or {}
+        correct[qid] = gqa_correct(preds[qid], q["answer"], rule)
+    return correct
+
+
+def _pct(values: Sequence[bool]) -> float:
+    return 100.0 * sum(values) / len(values) if values else 0.0
+
+
+def score_gqa(
+    predictions: Sequence[Mapping[str, Any]],
+    questions: Mapping[str, Mapping[str, Any]],
+    rule: Rule = "official",
+    balanced_only: bool = True,
+) -> dict[str, Any]:
+    """Score GQA predictions.
+
+    Args:
+        predictions: ``[{"questionId": str, "prediction": str}]`` (the official predictions format; other keys
+            of a record are ignored).
+        questions: a GQA questions file: ``{questionId: {"answer", "isBalanced", "types": {"structural",
+            "semantic"}, ...}}``. A question without ``isBalanced`` counts as balanced.
+        rule: ``official`` (exact equality) or ``vqa`` (VQA normalisation of both sides first).
+        balanced_only: score only ``isBalanced`` questions, as the official script does.
+
+    Returns:
+        ``{"accuracy", "by_structural", "by_semantic", "binary", "open", "n", "correct", "rule"}``; accuracies in
+        percent (unrounded floats); ``open`` = structural type ``query``, ``binary`` = the rest, as in ``eval.py``.
+
+    Raises:
+        ScoreError: a scored question has no prediction, a prediction id is not in the questions file, a
+            duplicate prediction id, or a question without ``answer``.
+    """
+    verdicts = gqa_correctness(predictions, questions, rule, balanced_only)
+    by_structural: dict[str, list[bool]] = defaultdict(list)
+    by_semantic: dict[str, list[bool]] = defaultdict(list)
+    binary_open: dict[str, list[bool]] = defaultdict(list)
+    for qid, ok in verdicts.items():
+        types = questions[qid].get("types") or {}
         structural = str(types.get("structural", "unknown"))
-        correct.append(ok)
         by_structural[structural].append(ok)
         by_semantic[str(types.get("semantic", "unknown"))].append(ok)
         binary_open["open" if structural == "query" else "binary"].append(ok)
-
-    def pct(values: list[bool]) -> float:
-        return 100.0 * sum(values) / len(values) if values else 0.0
-
+    correct = list(verdicts.values())
     return {
-        "accuracy": pct(correct),
-        "by_structural": {k: pct(v) for k, v in sorted(by_structural.items())},
-        "by_semantic": {k: pct(v) for k, v in sorted(by_semantic.items())},
-        "binary": pct(binary_open["binary"]) if binary_open["binary"] else None,
-        "open": pct(binary_open["open"]) if binary_open["open"] else None,
+        "accuracy": _pct(correct),
+        "by_structural": {k: _pct(v) for k, v in sorted(by_structural.items())},
+        "by_semantic": {k: _pct(v) for k, v in sorted(by_semantic.items())},
+        "binary": _pct(binary_open["binary"]) if binary_open["binary"] else None,
+        "open": _pct(binary_open["open"]) if binary_open["open"] else None,
         "n": len(correct),
         "correct": int(sum(correct)),
         "rule": rule,
     }
+
+
+def gqa_accuracy_by_type(
+    correct: Mapping[str, bool], questions: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, float | int]]:
+    """Accuracy by question type from per-question verdicts (``gqa_correctness``): ``{type: {"accuracy": percent,
+    "count": n}}``.
+
+    Keys: ``structural/<types.structural>``, ``semantic/<types.semantic>`` (eval.py's ``accuracyPerStructuralType``
+    and ``accuracyPerSemanticType``; raw values, ``SEMANTIC_NAMES`` gives the printed names), ``detailed/<types.detailed>``
+    (the miniature world writes its question families there), and eval.py's ``binary``/``open`` (``open`` iff
+    ``types.structural == "query"``; only questions with a structural type). A question without ``types`` counts
+    under none of them, a question missing one field under the others; so when every question has a structural type
+    the count-weighted mean over ``structural/*`` is the overall accuracy. Keys are sorted.
+    """
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for qid, ok in correct.items():
+        types = questions[qid].get("types") or {}
+        for field in TYPE_FIELDS:
+            if types.get(field) is not None:
+                groups[f"{field}/{types[field]}"].append(ok)
+        if types.get("structural") is not None:
+            groups["open" if types["structural"] == "query" else "binary"].append(ok)
+    return {k: {"accuracy": _pct(v), "count": len(v)} for k, v in sorted(groups.items())}

@@ -9,10 +9,26 @@
 Both give an ``EvalSplit``: the images to run (captioning uses the images that have captions, GQA the images that
 have questions), the questions, and the annotations restricted to exactly those images and questions, in the shapes
 the scorers take (a COCO captions dict; a GQA questions dict), so the scores cover exactly what was predicted.
+
+GQA context settings (``SETTINGS``) and where their context comes from (``context_sources``). Three of them are
+``caption``-kind contexts (``vict.inference.context``) that differ only in the caption's source:
+
+| setting        | kind         | the context given with the question                                             |
+|----------------|--------------|---------------------------------------------------------------------------------|
+| ``none``       | ``none``     | nothing                                                                         |
+| ``caption``    | ``caption``  | the image's gold caption (``GOLD_CAPTION_RULE``)                                |
+| ``self``       | ``self``     | the model's own caption                                                         |
+| ``qa``         | ``qa``       | another question-answer pair of the same image (``QA_CONTEXT_RULE``)            |
+| ``dense``      | ``caption``  | the image's caption flagged ``"dense": true`` (an oracle: it names every object) |
+| ``distractor`` | ``caption``  | the gold caption of another evaluated image with other objects (``DISTRACTOR_RULE``) |
+
+A question with no context of its setting's kind (an image without a gold caption; a single question on its image
+for ``qa``; no dense caption, as in real COCO) is skipped in that setting; the report counts it as ``skipped``.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,23 +38,55 @@ from typing import Any
 from vict.eval.predictions import ScoreError
 
 TASKS: tuple[str, ...] = ("caption", "gqa")
-SETTINGS: tuple[str, ...] = ("none", "caption", "self")
-"""GQA context settings of an evaluation: the question alone, a gold caption, the model's own caption."""
+SETTINGS: tuple[str, ...] = ("none", "caption", "self", "qa", "dense", "distractor")
+"""GQA context settings of an evaluation (see the module's table)."""
+SETTING_KINDS: dict[str, str] = {
+    "none": "none",
+    "caption": "caption",
+    "self": "self",
+    "qa": "qa",
+    "dense": "caption",
+    "distractor": "caption",
+}
+"""Setting -> the ``vict.inference.context.Context`` kind it answers with."""
+SETTING_DESCRIPTIONS: dict[str, str] = {
+    "none": "the question alone",
+    "caption": "a gold caption of the image",
+    "self": "the model's own caption",
+    "qa": "another question-answer pair of the same image",
+    "dense": "the image's dense caption naming every object (an oracle)",
+    "distractor": "the gold caption of another image with other objects",
+}
 GOLD_CAPTION_RULE = 'first caption of the image (annotation order) not flagged "dense": true'
+DENSE_CAPTION_RULE = 'first caption of the image (annotation order) flagged "dense": true'
+QA_CONTEXT_RULE = (
+    "the next question of the same image in file order (cyclically) whose text differs from the question asked "
+    "(case and spacing ignored), with its gold answer"
+)
+DISTRACTOR_RULE = (
+    "the gold caption (same rule) of the next evaluated image in split order (cyclically) whose gold caption text "
+    "differs and, where annotations/scenes.json gives both scenes, whose object set (shape, colour, size, position) "
+    "differs"
+)
 
 
 @dataclass
 class EvalImage:
-    """One image of the split: its id (as in the files), path and gold context caption.
+    """One image of the split: its id (as in the files), path and context captions.
 
     ``captioned``: the image has reference captions (it is part of the caption task); ``gold_caption`` is
-    ``None`` when it has none (e.g. GQA testdev images, which are not in COCO).
+    ``None`` when it has none (e.g. GQA testdev images, which are not in COCO). ``dense_caption``: its caption
+    flagged ``"dense": true`` (``DENSE_CAPTION_RULE``; the miniature world's, ``None`` for real COCO).
+    ``objects``: its scene's ``(shape, colour, size, position)`` set from ``annotations/scenes.json`` (``None``
+    where there is none).
     """
 
     image_id: Any
     path: Path
     gold_caption: str | None
     captioned: bool = True
+    dense_caption: str | None = None
+    objects: frozenset[tuple[str, ...]] | None = None
 
 
 @dataclass
@@ -86,6 +134,137 @@ def gold_captions(captions_file: dict[str, Any]) -> dict[str, str]:
     return {k: chosen.get(k, v) for k, v in first.items()}
 
 
+def dense_captions(captions_file: dict[str, Any]) -> dict[str, str]:
+    """``{str(image_id): caption}`` by ``DENSE_CAPTION_RULE`` (images without a dense-flagged caption are absent)."""
+    out: dict[str, str] = {}
+    for ann in captions_file.get("annotations", []):
+        if ann.get("dense", False):
+            out.setdefault(str(ann["image_id"]), ann["caption"])
+    return out
+
+
+def scene_objects(scenes_file: dict[str, Any]) -> dict[str, frozenset[tuple[str, ...]]]:
+    """``{str(image_id): {(shape, colour, size, position)}}`` from the world's ``annotations/scenes.json``."""
+    out = {}
+    for scene in scenes_file.get("scenes", []):
+        objects = scene.get("objects", [])
+        out[str(scene["image_id"])] = frozenset(
+            (o["shape"], o["color"], o["size"], str(o.get("position", (o.get("row"), o.get("col"))))) for o in objects
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class ContextSource:
+    """The context one question is answered with in one setting, and where it comes from.
+
+    ``kind``: the ``Context`` kind (``SETTING_KINDS``); ``caption``: the given caption (``caption`` kind);
+    ``qa``: the given ``(question, answer)`` pair (``qa`` kind); ``image_index``: the image (into
+    ``EvalSplit.images``) the caption belongs to (the question's own for ``caption``/``dense``, another for
+    ``distractor``); ``question_index``: the question (into ``EvalSplit.questions``) the pair belongs to.
+    """
+
+    kind: str
+    caption: str | None = None
+    qa: tuple[str, str] | None = None
+    image_index: int | None = None
+    question_index: int | None = None
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.lower().split()).rstrip("?. ") == " ".join(b.lower().split()).rstrip("?. ")
+
+
+def qa_partners(questions: Sequence[EvalQuestion]) -> dict[int, int]:
+    """``{question index: index of the question given as its context}`` by ``QA_CONTEXT_RULE``.
+
+    Never the question itself nor one with the same text; a question whose image has no other question (of another
+    text) is absent.
+    """
+    by_image: dict[int, list[int]] = {}
+    for k, q in enumerate(questions):
+        by_image.setdefault(q.image_index, []).append(k)
+    out = {}
+    for ks in by_image.values():
+        for p, k in enumerate(ks):
+            for other in ks[p + 1 :] + ks[:p]:
+                if (
+                    not _same_text(questions[other].question, questions[k].question)
+                    and questions[other].answer.strip()
+                ):
+                    out[k] = other
+                    break
+    return out
+
+
+def distractor_images(images: Sequence[EvalImage]) -> dict[int, int]:
+    """``{image index: index of the image whose gold caption is its distractor}`` by ``DISTRACTOR_RULE``.
+
+    Candidates are the evaluated images (``images``) after the image, cyclically: the first with a gold caption of
+    another text and, when both scenes are known, another object set. An image with no such candidate is absent.
+    """
+    captioned = [j for j, im in enumerate(images) if (im.gold_caption or "").strip()]
+    out = {}
+    for i, image in enumerate(images):
+        start = bisect.bisect_right(captioned, i)  # scan only captioned images, from the next one: usually one step
+        for t in range(len(captioned)):
+            j = captioned[(start + t) % len(captioned)]
+            other = images[j]
+            if j == i or (image.gold_caption is not None and _same_text(other.gold_caption, image.gold_caption)):
+                continue
+            if image.objects is not None and other.objects is not None and image.objects == other.objects:
+                continue
+            out[i] = j
+            break
+    return out
+
+
+def context_sources(data: EvalSplit, setting: str) -> dict[int, ContextSource]:
+    """``{question index: ContextSource}`` of the questions of ``data`` that have a context in ``setting``.
+
+    Deterministic (file and split order only). A question that is absent is skipped in the setting (see
+    ``missing_context_reason``).
+    """
+    if setting not in SETTINGS:
+        raise ValueError(f"GQA setting {setting!r}: use one of {list(SETTINGS)}")
+    images, questions = data.images, data.questions
+    kind = SETTING_KINDS[setting]
+    if setting in ("none", "self"):
+        return {k: ContextSource(kind) for k in range(len(questions))}
+    if setting == "qa":
+        return {
+            k: ContextSource(kind, qa=(questions[o].question, questions[o].answer), question_index=o)
+            for k, o in qa_partners(questions).items()
+        }
+    out = {}
+    if setting == "distractor":
+        chosen = distractor_images(images)
+        for k, q in enumerate(questions):
+            if q.image_index in chosen:
+                j = chosen[q.image_index]
+                out[k] = ContextSource(kind, caption=images[j].gold_caption, image_index=j)
+        return out
+    for k, q in enumerate(questions):
+        image = images[q.image_index]
+        text = image.gold_caption if setting == "caption" else image.dense_caption
+        if text and text.strip():
+            out[k] = ContextSource(kind, caption=text, image_index=q.image_index)
+    return out
+
+
+def missing_context_reason(setting: str) -> str:
+    """Why a question can lack a context in ``setting`` (for the report's notes)."""
+    return {
+        "caption": "its image has no gold caption (e.g. GQA testdev images are not COCO images; give COCO captions "
+        "and --vg-image-data to join them)",
+        "qa": "its image has no other question of another text",
+        "dense": 'its image has no caption flagged "dense": true (the miniature world\'s captions have one; real '
+        "COCO captions have none)",
+        "distractor": "no other evaluated image has a gold caption of another text and other objects (it needs at "
+        "least two such captioned images; see --limit)",
+    }.get(setting, "no GQA question on the evaluated images")
+
+
 def _find_image(images_dir: Path, image_id: str, file_name: str | None) -> Path | None:
     candidates = [images_dir / file_name] if file_name else []
     candidates += [images_dir / f"{image_id}{ext}" for ext in (".jpg", ".png", ".jpeg")]
@@ -101,7 +280,7 @@ def load_eval_split(
         FileNotFoundError: a missing annotations file or image, naming it and how to create the data.
         ScoreError: malformed files.
     """
-    from vict.data.world.layout import world_files
+    from vict.data.world.layout import ANNOTATIONS_DIR, SCENES_FILE, world_files
 
     data_dir = Path(data_dir)
     files = world_files(data_dir, split, check_split=False)
@@ -117,7 +296,9 @@ def load_eval_split(
     coco = _read_json(cap_path, "captions file")
     if not isinstance(coco, dict) or "images" not in coco or "annotations" not in coco:
         raise ScoreError(f"{cap_path}: not a COCO captions file (needs 'images' and 'annotations')")
-    gold = gold_captions(coco)
+    gold, dense = gold_captions(coco), dense_captions(coco)
+    scenes_path = data_dir / ANNOTATIONS_DIR / SCENES_FILE
+    objects = scene_objects(_read_json(scenes_path, "scenes file")) if scenes_path.is_file() else {}
     images: list[EvalImage] = []
     for img in coco["images"][: limit or None]:
         key = str(img["id"])
@@ -126,7 +307,15 @@ def load_eval_split(
             raise FileNotFoundError(
                 f"image {key} of {cap_path}: no file {files['images_dir'] / img.get('file_name', key)}"
             )
-        images.append(EvalImage(image_id=img["id"], path=path, gold_caption=gold.get(key)))
+        images.append(
+            EvalImage(
+                image_id=img["id"],
+                path=path,
+                gold_caption=gold.get(key),
+                dense_caption=dense.get(key),
+                objects=objects.get(key),
+            )
+        )
     index = {str(im.image_id): i for i, im in enumerate(images)}
     kept = set(index)
     captions = None
@@ -232,11 +421,14 @@ def load_eval_files(
     # The world's files flag their exhaustive caption "dense"; the loaders drop flags, so read them back from
     # official-format files (COCO's own captions carry none: there the gold caption is simply the first).
     dense_aware: dict[str, str] = {}
+    dense: dict[str, str] = {}
     for path in cap_files:
         raw = _read_json(path, "captions file")
         if isinstance(raw, dict) and "annotations" in raw:
             for key, cap in gold_captions(raw).items():
                 dense_aware.setdefault(key, cap.strip())
+            for key, cap in dense_captions(raw).items():
+                dense.setdefault(key, cap.strip())
     records = [
         r
         for r in loaded.records
@@ -252,7 +444,15 @@ def load_eval_files(
             continue
         index = len(images)
         gold = dense_aware.get(rec.image_id, rec.captions[0] if rec.captions else None)
-        images.append(EvalImage(_result_id(rec.image_id), Path(rec.image_path), gold, captioned=bool(rec.captions)))
+        images.append(
+            EvalImage(
+                _result_id(rec.image_id),
+                Path(rec.image_path),
+                gold,
+                captioned=bool(rec.captions),
+                dense_caption=dense.get(rec.image_id),
+            )
+        )
         if "caption" in tasks and rec.captions:
             coco_images.append({"id": _result_id(rec.image_id), "file_name": Path(rec.image_path).name})
             coco_anns += [{"image_id": _result_id(rec.image_id), "caption": c} for c in rec.captions]

@@ -7,6 +7,11 @@
 | ``qa``      | ``qa_qa``: another question-answer pair given by the user, then the question |
 | ``self``    | ``cap_qa`` with the model's own caption (made first with the ``cap`` prompt) |
 
+Where a given caption or pair comes from is the caller's business. ``vict eval``'s GQA settings
+(``vict.eval.splits.SETTINGS``) map onto these kinds: ``caption``, ``dense`` (the image's dense caption) and
+``distractor`` (another image's gold caption) are all ``caption`` contexts with another caption source; ``qa`` is a
+``qa`` context (another question-answer pair of the same image); ``none`` and ``self`` are themselves.
+
 Every face of ``vict`` (``vict ask``, ``vict eval``, the quickstart, the server) builds a ``Context`` and hands it
 to an engine (``vict.inference.engine``); none of them decides anything else about modes.
 """

@@ -2,9 +2,9 @@
 
 Reads top to bottom: the data (``vict.eval.splits``: a world folder, or real COCO captions + GQA questions files) ->
 an engine per model (``vict.inference``: a VICT checkpoint through ``VictEngine``; a plain BLIP-2 through
-``Blip2Engine``) -> ``evaluate_model`` (captions, GQA short answers in three context settings, GQA sentence
-answers) -> ``vict.eval.evaluation_report.write_report`` (``report.json`` + ``report.md``). The command line is
-``vict.recipes.evaluate_cli``.
+``Blip2Engine``) -> ``evaluate_model`` (captions, GQA short answers in up to six context settings, with accuracy by
+question type, GQA sentence answers) -> ``vict.eval.evaluation_report.write_report`` (``report.json`` +
+``report.md``). The command line is ``vict.recipes.evaluate_cli``.
 
 Choices (also printed in every report):
 
@@ -14,8 +14,18 @@ Choices (also printed in every report):
   (GQA testdev images are not COCO images) are left out of the ``caption`` setting, with a note.
 - **Self caption** (the ``self`` setting): the model's own greedy caption with the ``cap`` prompt, the same text
   it is scored on in the caption task.
+- **Other contexts** (``vict.eval.splits``, deterministic): ``qa`` gives another question-answer pair of the same
+  image (``QA_CONTEXT_RULE``: never the question asked, nor one of the same text; a question alone on its image is
+  skipped); ``dense`` gives the image's caption flagged ``"dense": true`` (an oracle naming every object; real COCO
+  has none, so the setting is absent there, with a note); ``distractor`` gives the gold caption (same rule as
+  ``caption``) of another evaluated image with another caption and, where ``scenes.json`` is there, other objects
+  (``DISTRACTOR_RULE``), so ``distractor`` vs ``caption`` swaps only whose caption it is. Every prediction record
+  names its context (``"context"``: kind, caption or pair, and the image or question it came from); a question
+  without a context of its setting is counted in ``skipped``.
 - **GQA short answers** are scored with the ``vqa`` rule (VQA punctuation/article/number normalisation of both
-  sides, as LAVIS does for generated text) and also with the ``official`` exact-match rule.
+  sides, as LAVIS does for generated text) and also with the ``official`` exact-match rule. Accuracy by question
+  type (``by_type``: ``types.structural``/``semantic``/``detailed`` and ``binary``/``open``) uses the ``vqa``
+  verdicts, the headline's.
 - **Sentence answers** (``none`` setting, ``sentence`` style, VICT models only: BLIP-2's prompt asks for a short
   answer): ``exact`` = normalised sentence equals normalised ``fullAnswer``; ``answer_in_sentence`` = the
   normalised short gold answer occurs as a whole-word span of the normalised sentence (for yes/no answers the
@@ -39,9 +49,22 @@ from typing import Any
 import torch
 
 from vict.eval.captioning import CAPTION_METRICS, prewarm_meteor, score_captions
-from vict.eval.gqa import score_gqa
+from vict.eval.gqa import gqa_accuracy_by_type, gqa_correctness, score_gqa
 from vict.eval.report import write_json
-from vict.eval.splits import GOLD_CAPTION_RULE, SETTINGS, TASKS, EvalQuestion, EvalSplit, load_eval_split
+from vict.eval.splits import (
+    DENSE_CAPTION_RULE,
+    DISTRACTOR_RULE,
+    GOLD_CAPTION_RULE,
+    QA_CONTEXT_RULE,
+    SETTINGS,
+    TASKS,
+    ContextSource,
+    EvalQuestion,
+    EvalSplit,
+    context_sources,
+    load_eval_split,
+    missing_context_reason,
+)
 from vict.eval.vqa import normalize_answer
 from vict.inference.context import Context
 
@@ -52,13 +75,35 @@ IMAGE_BLOCK = 256
 SMALL_MODEL_PARAMETERS = 50_000_000
 """``vict eval`` on CPU runs models below this size on one thread unless ``--threads`` says otherwise: their matrices
 are too small for intra-op parallelism to pay (measured on 2 shared cores: one thread 1.3-9x faster than two)."""
+HEADLINE_RULE = "vqa"
+"""The GQA rule of the headline accuracy (Table 2) and of the accuracy by question type."""
 
 
-def setting_context(setting: str, gold_caption: str | None) -> Context:
-    """The ``Context`` of a GQA setting: ``none``, ``caption`` (the image's gold caption), ``self``."""
-    if setting == "caption":
-        return Context.given_caption(gold_caption or "")
-    return Context.own_caption() if setting == "self" else Context.none()
+def setting_context(source: ContextSource) -> Context:
+    """The ``Context`` of one question in a GQA setting (``vict.eval.splits.context_sources`` gives the sources:
+    ``caption``/``dense``/``distractor`` are given captions, ``qa`` a given pair, ``self`` the model's caption)."""
+    if source.kind == "caption":
+        return Context.given_caption(source.caption or "")
+    if source.kind == "qa":
+        return Context.given_qa(*source.qa)
+    return Context.own_caption() if source.kind == "self" else Context.none()
+
+
+def context_record(source: ContextSource, data: EvalSplit, own_caption: str | None = None) -> dict[str, Any]:
+    """What a prediction record says about its context: ``{"kind"}`` plus ``caption`` and ``source_image_id`` (the
+    image the caption describes; another image for ``distractor``), ``qa`` and ``source_question_id``, or the
+    model's own ``caption`` (``self``)."""
+    out: dict[str, Any] = {"kind": source.kind}
+    if source.kind == "self":
+        out["caption"] = own_caption
+    if source.caption is not None:
+        out["caption"] = source.caption
+    if source.image_index is not None:
+        out["source_image_id"] = data.images[source.image_index].image_id
+    if source.qa is not None:
+        out["qa"] = list(source.qa)
+        out["source_question_id"] = data.questions[source.question_index].question_id
+    return out
 
 
 def auto_threads(engine: Any) -> int | None:
@@ -98,12 +143,19 @@ def _run_generation(
     settings: Sequence[str],
     sentence: bool,
     image_block: int,
+    sources: dict[str, dict[int, ContextSource]] | None = None,
 ) -> tuple[dict[int, str], dict[str, dict[int, str]]]:
     """All generation, block of images by block: each block's own captions (the caption task and the ``self``
-    context share them), then its questions in every setting.
+    context share them), then its questions in every setting (each setting one more pass over the block's
+    questions on the same cached features).
 
-    Returns ``(own captions by image index, {setting or "sentence": answers by question index})``.
+    ``sources``: ``{setting: context_sources(data, setting)}`` (computed here when ``None``); a question absent
+    from its setting's sources is skipped there. Returns ``(own captions by image index, {setting or "sentence":
+    answers by question index})``.
     """
+    given = sources or {}
+    sources = {s: given[s] if s in given else context_sources(data, s) for s in settings} if "gqa" in tasks else {}
+    no_context = context_sources(data, "none")
     need_caption = {i for i, im in enumerate(data.images) if "caption" in tasks and im.captioned}
     if "gqa" in tasks and "self" in settings:
         need_caption |= {q.image_index for q in data.questions}
@@ -124,13 +176,14 @@ def _run_generation(
                 zip(idx, engine.caption([data.images[i].path for i in idx], progress=f"{engine.name}: captions"))
             )
         qk = by_block.get(start // image_block, []) if "gqa" in tasks else []
-        runs = [(s, "short") for s in settings] + ([("none", "sentence")] if sentence else [])
+        runs = [(s, "short") for s in settings] + ([("none", "sentence")] if sentence else []) if qk else []
         for setting, style in runs:
-            keep = [k for k in qk if setting != "caption" or data.images[data.questions[k].image_index].gold_caption]
+            plan = sources[setting] if style == "short" else no_context
+            keep = [k for k in qk if k in plan]
             if not keep:
                 continue
             qs = [data.questions[k] for k in keep]
-            contexts = [setting_context(setting, data.images[q.image_index].gold_caption) for q in qs]
+            contexts = [setting_context(plan[k]) for k in keep]
             answered = engine.answer(
                 [data.images[q.image_index].path for q in qs],
                 [q.question for q in qs],
@@ -152,7 +205,7 @@ def evaluate_model(
     out_dir: str | Path | None = None,
     limit: int | None = None,
     batch_size: int = BATCH_SIZE,
-    settings: Sequence[str] = SETTINGS,
+    settings: Sequence[str] | None = None,
     sentence: bool = True,
     caption_metrics: Sequence[str] | None = None,
     name: str | None = None,
@@ -173,7 +226,11 @@ def evaluate_model(
         out_dir: where ``predictions/`` go (nothing is written when ``None``).
         limit: evaluate the first ``limit`` images of the split (and all their questions).
         batch_size: prompts per generation batch.
-        settings: GQA context settings among ``none``, ``caption`` (gold), ``self`` (generated).
+        settings: GQA context settings among ``SETTINGS``: ``none``, ``caption`` (gold), ``self`` (generated),
+            ``qa`` (another pair of the image), ``dense`` (the dense caption), ``distractor`` (another image's
+            gold caption); see ``vict.eval.splits``. ``None``: all of them, those the data cannot give (e.g.
+            ``dense`` on real COCO) absent from ``gqa`` with a note; a setting asked for by name is treated alike
+            (``vict eval --gqa-settings`` refuses it up front instead).
         sentence: also score sentence answers (``none`` setting; VICT only).
         caption_metrics: subset of caption metrics (default all; ``FAST_CAPTION_METRICS`` skips METEOR/SPICE).
         max_new_tokens: one generation budget for captions and answers (default: per kind, see
@@ -187,11 +244,15 @@ def evaluate_model(
 
     Returns:
         ``{"model", "kind", "data", "split", "n_images", "n_questions", "caption": {metric: x100 | None, "n",
-        "notes"} | None, "gqa": {setting: {"vqa": score_gqa(...), "official": score_gqa(...)}} | None,
-        "gqa_sentence": {"exact", "answer_in_sentence", "n"} | None, "predictions": {name: path}, "choices",
-        "notes": [str]}``. A setting that cannot run (``caption`` without any gold caption) is absent from
-        ``gqa`` and explained in ``notes``.
+        "notes"} | None, "gqa": {setting: {"vqa": score_gqa(...), "official": score_gqa(...), "by_type":
+        gqa_accuracy_by_type(...) (vqa rule), "skipped": int}} | None, "gqa_sentence": {"exact",
+        "answer_in_sentence", "n"} | None, "predictions": {name: path}, "choices", "notes": [str]}``.
+        ``skipped``: questions without a context of the setting's kind (not scored there). A setting that cannot
+        run (no question has its context, e.g. ``caption`` without any gold caption) is absent from ``gqa`` and
+        explained in ``notes``. Prediction files ``gqa_<setting>_<split>_predictions.json`` hold
+        ``{"questionId", "prediction", "context": context_record(...)}`` records.
     """
+    settings = list(SETTINGS if settings is None else settings)
     bad_tasks = [t for t in tasks if t not in TASKS]
     bad_settings = [s for s in settings if s not in SETTINGS]
     if bad_tasks or bad_settings or not tasks:
@@ -229,6 +290,9 @@ def evaluate_model(
         "choices": {
             "gold_caption": GOLD_CAPTION_RULE,
             "self_caption": "the model's own greedy caption (cap prompt), as scored in the caption task",
+            "qa_context": QA_CONTEXT_RULE,
+            "dense_caption": DENSE_CAPTION_RULE,
+            "distractor": DISTRACTOR_RULE,
             "gqa_rule": "vqa (normalised, default) and official (exact match)",
             "decoding": "greedy",
         },
@@ -238,8 +302,9 @@ def evaluate_model(
     threads = threads if threads is not None else auto_threads(engine)
     if threads is not None:
         torch.set_num_threads(threads)
+    sources = {s: context_sources(data, s) for s in settings} if "gqa" in tasks else {}
     try:
-        own, answers = _run_generation(engine, data, tasks, settings, sentence, image_block)
+        own, answers = _run_generation(engine, data, tasks, settings, sentence, image_block, sources)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -256,26 +321,36 @@ def evaluate_model(
         for setting in settings:
             got = answers.get(setting, {})
             if not got:
-                why = (
-                    "no evaluated image has a gold caption (e.g. GQA testdev images are not COCO images; give COCO "
-                    "captions and --vg-image-data to join them)"
-                    if data.questions
-                    else "no GQA question on the evaluated images"
-                )
-                notes.append(f"GQA `{setting}` setting skipped: {why}.")
+                if not data.questions:
+                    notes.append(f"GQA `{setting}` setting skipped: no GQA question on the evaluated images.")
+                else:
+                    notes.append(
+                        f"GQA `{setting}` setting skipped: no question has its context; a question is left out when "
+                        f"{missing_context_reason(setting)}."
+                    )
                 continue
             keys = sorted(got)
-            if len(keys) < len(data.questions):
+            skipped = len(data.questions) - len(keys)
+            if skipped:
                 notes.append(
-                    f"GQA `{setting}` setting scored on {len(keys)} of {len(data.questions)} questions (those whose "
-                    "image has a gold caption)"
+                    f"GQA `{setting}` setting scored on {len(keys)} of {len(data.questions)} questions ({skipped} "
+                    f"skipped: a question is left out when {missing_context_reason(setting)})"
                 )
-            records = [{"questionId": data.questions[k].question_id, "prediction": got[k]} for k in keys]
+            records = [
+                {
+                    "questionId": data.questions[k].question_id,
+                    "prediction": got[k],
+                    "context": context_record(sources[setting][k], data, own.get(data.questions[k].image_index)),
+                }
+                for k in keys
+            ]
             scored = {data.questions[k].question_id: data.gqa[data.questions[k].question_id] for k in keys}
             save(f"gqa_{setting}_{split}_predictions.json", records)
             report["gqa"][setting] = {
                 "vqa": score_gqa(records, scored, rule="vqa"),
                 "official": score_gqa(records, scored, rule="official"),
+                "by_type": gqa_accuracy_by_type(gqa_correctness(records, scored, rule=HEADLINE_RULE), scored),
+                "skipped": skipped,
             }
         if sentence:
             got = answers.get("sentence", {})

@@ -7,7 +7,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from vict.eval.splits import SETTINGS, TASKS, EvalSplit, load_eval_files, load_eval_split
+from vict.eval.splits import (
+    SETTINGS,
+    TASKS,
+    EvalSplit,
+    context_sources,
+    load_eval_files,
+    load_eval_split,
+    missing_context_reason,
+)
 from vict.recipes.evaluate import BATCH_SIZE, IMAGE_BLOCK, evaluate_model
 
 EPILOG = """examples:
@@ -15,9 +23,10 @@ EPILOG = """examples:
   vict eval --checkpoint runs/vict_lora/final --data world --tasks gqa --limit 50 --out runs/eval_lora
   vict eval --blip2 zoo/blip2 --data world --out runs/eval_blip2            # baseline rows, same harness
   vict eval --checkpoint runs/vict_lora/final --blip2 zoo/blip2 --data world --out runs/eval_both --fast
+  vict eval --checkpoint runs/vict_lora/final --data world --tasks gqa --gqa-settings caption,distractor,dense
 
   # real data: COCO Karpathy test captions, GQA testdev (its images have no COCO captions: the `caption`
-  # setting is then skipped with a note; `none` and `self` run)
+  # setting is then skipped with a note, as are `dense` and `distractor`; `none`, `self` and `qa` run)
   vict eval --checkpoint runs/vict_lora/final --captions coco/annotations/coco_karpathy_test.json \\
       --images coco/images --tasks caption --out runs/eval_coco
   vict eval --checkpoint runs/vict_lora/final --questions gqa/testdev_balanced_questions.json \\
@@ -32,7 +41,14 @@ EPILOG = """examples:
 (official captions_*.json, Karpathy dataset_coco.json with --karpathy-split, or LAVIS coco_karpathy_*.json),
 --questions (GQA balanced questions), --images (and --question-images if GQA images live elsewhere).
 Outputs in --out: report.json, report.md, predictions/ (COCO results and GQA predictions files, scorable with
-vict score). --fast skips METEOR (its JVM takes ~20 s to start) and SPICE.
+vict score; each GQA record also names its context). --fast skips METEOR (its JVM takes ~20 s to start) and SPICE.
+
+GQA context settings (--gqa-settings; default: every one the data supports, the others noted in the report):
+none (the question alone), caption (a gold caption), self (the model's own caption), qa (another question-answer
+pair of the image), dense (the caption flagged "dense": true, an oracle; world data only), distractor (the gold
+caption of another image with other objects). A setting named in --gqa-settings that the data cannot give (dense on
+real COCO captions) is an error. Accuracy by question type (GQA types.structural/semantic/detailed) is in
+report.json (gqa.<setting>.by_type) and report.md.
 """
 
 
@@ -52,7 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--karpathy-split", choices=("train", "val", "test"), help="split of a Karpathy dataset_coco.json"
     )
     parser.add_argument("--tasks", default="caption,gqa", help="comma-separated: caption,gqa (default both)")
-    parser.add_argument("--settings", default="none,caption,self", help="GQA context settings (default all three)")
+    parser.add_argument(
+        "--gqa-settings",
+        "--settings",
+        dest="gqa_settings",
+        metavar="LIST",
+        help=f"comma-separated GQA context settings among {','.join(SETTINGS)} (default: all the data supports)",
+    )
     parser.add_argument("--out", help="output folder (default eval-<split>)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images of the split")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"generation batch size ({BATCH_SIZE})")
@@ -72,8 +94,23 @@ def _split_list(text: str, allowed: Sequence[str], what: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     bad = [t for t in items if t not in allowed]
     if bad or not items:
-        raise ValueError(f"--{what} {text!r}: use a comma-separated subset of {','.join(allowed)}")
+        unknown = f" ({', '.join(repr(b) for b in bad)} unknown)" if bad else ""
+        raise ValueError(f"--{what} {text!r}{unknown}: use a comma-separated subset of {','.join(allowed)}")
     return items
+
+
+def check_settings_supported(data: EvalSplit, settings: Sequence[str]) -> None:
+    """A ``ValueError`` naming every requested GQA setting that no question of ``data`` has a context for (e.g.
+    ``dense`` on real COCO captions, which flag no caption dense), why, and the settings the data supports."""
+    unsupported = [s for s in settings if not context_sources(data, s)]
+    if not unsupported or not data.questions:
+        return
+    supported = [s for s in SETTINGS if context_sources(data, s)]
+    why = "; ".join(f"{s}: a question has no context when {missing_context_reason(s)}" for s in unsupported)
+    raise ValueError(
+        f"--gqa-settings {','.join(settings)}: no evaluated question has a context for {','.join(unsupported)} "
+        f"({why}); this data supports --gqa-settings {','.join(supported)} (or leave the option out: all of those)"
+    )
 
 
 def _load_data(args: argparse.Namespace, tasks: Sequence[str]) -> EvalSplit:
@@ -118,8 +155,10 @@ def run(args: argparse.Namespace) -> int:
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads {args.threads}: must be >= 1")
         tasks = _split_list(args.tasks, TASKS, "tasks")
-        settings = _split_list(args.settings, SETTINGS, "settings")
+        settings = None if args.gqa_settings is None else _split_list(args.gqa_settings, SETTINGS, "gqa-settings")
         data = _load_data(args, tasks)  # fail on bad data before loading models
+        if settings is not None and "gqa" in tasks:
+            check_settings_supported(data, settings)
         metrics = FAST_CAPTION_METRICS if args.fast else CAPTION_METRICS
         if "caption" in tasks and "METEOR" in metrics:
             prewarm_meteor()  # loads while the models load and generate

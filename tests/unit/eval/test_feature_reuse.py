@@ -34,7 +34,7 @@ def test_evaluation_with_feature_reuse_gives_identical_predictions(model, tmp_pa
             assert engine.cache.encoded == len(data.images)  # once per image, across captions and all settings
     reference = outputs[(False, 8, 256)]
     own, answers = reference
-    assert len(own) == len(data.images) and set(answers) == {"none", "caption", "self", "sentence"}
+    assert len(own) == len(data.images) and set(answers) == {*SETTINGS, "sentence"}
     assert all(len(a) == len(data.questions) for a in answers.values())
     for key, out in outputs.items():
         assert out == reference, key
