@@ -72,8 +72,8 @@ class ModelConfig:
     builder: Literal["tiny", "hf", "zoo"] = _help(
         "'tiny': random in-process model from vict.models.builders.build_tiny (tests, toys); "
         "'hf': a BLIP-2 VPG from vpg_source plus a causal LM from llm_source; "
-        "'zoo': the miniature model zoo of data.world (its pretrained tiny BLIP-2 as the VPG, its tiny LLaMA as "
-        "the target LM), built on first use and cached under zoo_dir",
+        "'zoo': the miniature model zoo (its pretrained tiny BLIP-2 as the VPG, its tiny LLaMA as the target LM): "
+        "the shipped one for zoo_preset=default, otherwise built on first use and cached under zoo_dir",
         default="tiny",
     )
     vpg_source: str | None = _help(
@@ -94,11 +94,13 @@ class ModelConfig:
         "compute the LM head only at positions with a label (same loss, less compute and memory)", default=True
     )
     zoo_preset: Literal["micro", "fast", "default"] = _help(
-        "miniature zoo preset when builder=zoo (vict.zoo.presets; 'default' is what `vict quickstart` uses)",
+        "miniature zoo preset when builder=zoo (vict.zoo.presets; 'default' ships with the package and is what "
+        "`vict quickstart` uses)",
         default="default",
     )
     zoo_dir: str = _help(
-        "folder that caches built zoos when builder=zoo (zoo_dir/zoo/<hash of zoo config + world>/)",
+        "folder that caches built zoos of presets that do not ship, when builder=zoo (zoo_dir/zoo/<hash of zoo "
+        "config + seed>/)",
         default="runs",
     )
     tiny: dict[str, Any] = _help(
@@ -315,11 +317,6 @@ class VictConfig:
             problems.append(
                 "train.cache_vision_features=true needs data.bad_input=fail (a cached batch cannot drop a bad "
                 "image); validate the images first or turn the cache off"
-            )
-        if self.model.builder == "zoo" and not self.data.world:
-            problems.append(
-                "model.builder=zoo builds the miniature zoo from the miniature world, but data.world is not set; "
-                "set data.world to a `vict data world` folder or use model.builder=hf"
             )
         if self.train.eval_every and not self.data.val_split:
             problems.append("train.eval_every is set but data.val_split is null; set a validation split")

@@ -18,6 +18,7 @@ EXPECTED = [
     "ask",
     "analyze",
     "methods",
+    "zoo",
     "inspect",
     "validate",
 ]

@@ -287,12 +287,10 @@ class TrainRecipe:
             )
         vpg_source, llm_source = mc.vpg_source, mc.llm_source
         if mc.builder == "zoo":
-            # The miniature zoo: built once per (zoo preset, world, seed) and reused from its cache afterwards.
-            from vict.zoo import build_zoo
+            # The miniature zoo: the shipped one, or built once per preset and reused from its cache afterwards.
+            from vict.zoo import resolve_zoo
 
-            zoo = build_zoo(
-                Path(self.cfg.data.world), Path(mc.zoo_dir), preset=mc.zoo_preset, seed=self.cfg.train.seed
-            )
+            zoo = resolve_zoo(mc.zoo_preset, Path(mc.zoo_dir) / "zoo")
             vpg_source, llm_source = str(zoo.blip2_dir), str(zoo.target_lm_dir)
         return build_vision_llm(
             vpg_source,

@@ -1,12 +1,26 @@
-"""The miniature model zoo: a tiny BLIP-2 (ViT + Q-Former + OPT) and a tiny LLaMA, built from the world.
+"""The miniature model zoo: a tiny BLIP-2 (ViT + Q-Former + OPT) and a tiny LLaMA, pretrained on the scene stream.
 
-``build_zoo(world_dir, out_dir, preset, seed)`` trains them (or reuses a cached build) and returns
-``ZooPaths``; presets are in ``vict.zoo.presets``.
+``resolve_zoo(preset, cache_dir)`` gives the shipped zoo (``vict.zoo.shipped``, SHA-256 checked) or a cached
+build; ``build_zoo(out_dir, preset, seed)`` trains one (or reuses a cached build) and returns ``ZooPaths``;
+presets are in ``vict.zoo.presets``.
 """
 
 from __future__ import annotations
 
 from vict.zoo.build import ZooPaths, build_zoo, zoo_key
 from vict.zoo.presets import PRESETS, Blip2Spec, LMSpec, ZooConfig, get_preset
+from vict.zoo.shipped import ZooIntegrityError, resolve_zoo, shipped_zoo
 
-__all__ = ["PRESETS", "Blip2Spec", "LMSpec", "ZooConfig", "ZooPaths", "build_zoo", "get_preset", "zoo_key"]
+__all__ = [
+    "PRESETS",
+    "Blip2Spec",
+    "LMSpec",
+    "ZooConfig",
+    "ZooIntegrityError",
+    "ZooPaths",
+    "build_zoo",
+    "get_preset",
+    "resolve_zoo",
+    "shipped_zoo",
+    "zoo_key",
+]

@@ -13,6 +13,7 @@ projected Q-Former outputs at those positions.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import torch
@@ -29,8 +30,9 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
 from vict.constants import IGNORE_INDEX
-from vict.zoo.lm import pad_batch
+from vict.zoo.lm import encode_texts, pad_batch
 from vict.zoo.presets import Blip2Spec
+from vict.zoo.stream import SceneStream
 from vict.zoo.training import ProgressFn, TrainTrace, quiet, run_steps
 
 IMAGE_TOKEN = "<image>"
@@ -126,38 +128,43 @@ def caption_batch(
 
 def train_blip2(
     model: Blip2ForConditionalGeneration,
-    pixel_values: torch.Tensor,
-    captions: list[list[int]],
+    stream: SceneStream,
+    tokenizer: PreTrainedTokenizerFast,
     spec: Blip2Spec,
-    pad_id: int,
     seed: int,
     progress: ProgressFn = quiet,
     replay_texts: list[list[int]] | None = None,
+    max_steps: int | None = None,
 ) -> TrainTrace:
-    """Train the ViT, Q-Former, query tokens and projection (and the language model if
-    ``spec.train_language_model``) to caption ``pixel_values (n, 3, H, W)`` with ``captions[i]``
-    (``<s> ... </s>`` ids).
+    """BLIP-2's generative stage: the Q-Former, query tokens and projection (and the language model if
+    ``spec.train_language_model``) learn to caption ``spec.steps`` batches of fresh ``stream`` images with their
+    dense captions, through the frozen vision encoder.
 
-    With a tuned language model and ``replay_texts`` (``<s> ... </s>`` ids of the LM's pretraining text), each
-    step adds the plain LM loss of ``batch_size`` replayed texts, so that captioning does not erase what the LM
-    knew (measured without replay: the BLIP-2 answered every GQA question with a caption fragment). The
-    recorded loss is the sum of both terms."""
-    if len(captions) != pixel_values.shape[0]:
-        raise ValueError(f"{pixel_values.shape[0]} images but {len(captions)} captions")
+    With a tuned language model and ``replay_texts`` (``<s> ... </s>`` ids of the LM's pretraining documents),
+    each step adds the plain LM loss of ``batch_size`` replayed documents, so that captioning does not erase what
+    the LM knew; the recorded loss is then the sum of both terms. ``max_steps`` stops early with the schedule of
+    the full run (the build-prefix check)."""
     replay = replay_texts if spec.train_language_model and replay_texts else None
     replay_rng = torch.Generator().manual_seed(seed + 1)
     image_token_id = model.config.image_token_index
     q = model.config.num_query_tokens
+    max_len = model.config.text_config.max_position_embeddings - q
+    pad_id = tokenizer.pad_token_id
+    model.vision_model.requires_grad_(False)
     model.train()
+    model.vision_model.eval()
     if not spec.train_language_model:
         model.language_model.eval()  # frozen: no dropout or other train-mode behaviour
+    counter = itertools.count()
 
-    def loss_fn(idx: torch.Tensor) -> torch.Tensor:
-        input_ids, mask, labels = caption_batch([captions[i] for i in idx.tolist()], q, image_token_id, pad_id)
-        out = model(pixel_values=pixel_values[idx], input_ids=input_ids, attention_mask=mask, labels=labels)
+    def loss_fn(_: torch.Tensor) -> torch.Tensor:
+        batch = stream.batch(next(counter) * spec.batch_size, spec.batch_size)
+        captions = encode_texts(tokenizer, batch.dense_captions, max_len)
+        input_ids, mask, labels = caption_batch(captions, q, image_token_id, pad_id)
+        out = model(pixel_values=batch.pixels, input_ids=input_ids, attention_mask=mask, labels=labels)
         if replay is None:
             return out.loss
-        pick = torch.randint(len(replay), (len(idx),), generator=replay_rng).tolist()
+        pick = torch.randint(len(replay), (spec.batch_size,), generator=replay_rng).tolist()
         ids, text_mask, text_labels = pad_batch([replay[i] for i in pick], pad_id)
         return out.loss + model.language_model(input_ids=ids, attention_mask=text_mask, labels=text_labels).loss
 
@@ -165,13 +172,14 @@ def train_blip2(
     trace = run_steps(
         loss_fn,
         params,
-        len(captions),
+        spec.batch_size,
         steps=spec.steps,
         batch_size=spec.batch_size,
         lr=spec.lr,
         seed=seed,
-        stage="blip2",
+        stage="blip2 (generative stage)",
         progress=progress,
+        max_steps=max_steps,
     )
     model.eval()
     return trace
@@ -190,5 +198,5 @@ def save_blip2(model: Blip2ForConditionalGeneration, processor: Blip2Processor, 
 
 
 def trainable_parameter_count(model: Blip2ForConditionalGeneration) -> int:
-    """Number of parameters that captioning trains (vision + Q-Former + queries + projection [+ LM])."""
+    """Number of parameters the generative stage trains (Q-Former + queries + projection [+ LM])."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

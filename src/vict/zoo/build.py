@@ -1,15 +1,25 @@
-"""``build_zoo``: the miniature model zoo, built from a world folder and cached by config hash.
+"""``build_zoo``: the miniature model zoo, made the way the real parts were made, cached by config hash.
 
-Layout of a build, ``<out>/zoo/<key>/``:
+Data flow (every image and text comes from the in-memory scene stream, ``vict.zoo.stream``, never from a world):
+1. text: documents about stream scenes (``vict.zoo.corpus``) -> two tokenizers (word-level, byte-level BPE);
+2. source LM (OPT) and target LM (LLaMA): pretrained on those documents, each with its tokenizer, text only;
+3. vision encoder: dense attribute pretraining on fresh stream images (``vict.zoo.vision_pretrain``);
+4. BLIP-2's stage 1 in miniature: the Q-Former and queries learn to extract every cell's attributes from the frozen
+   vision encoder (``vict.zoo.vision_pretrain.pretrain_qformer``);
+5. BLIP-2's generative stage: Q-Former, queries and projection learn to caption fresh stream images through the
+   frozen vision encoder and the frozen source OPT (``vict.zoo.blip2``);
+6. quality on held-out stream images (another stream seed): caption token accuracy by attribute and CIDEr.
+
+Layout of a build, ``<out>/<key>/``:
 - ``blip2/``: a Hugging Face BLIP-2 directory (tiny ViT + Q-Former + the source OPT), loadable by
   ``Blip2ForConditionalGeneration.from_pretrained`` / ``Blip2Processor.from_pretrained`` and by
   ``vict.models.vpg.VisualPromptGenerator.from_pretrained``;
 - ``source_lm/``: the source OPT alone with its word-level tokenizer (with ``<image>``);
 - ``target_lm/``: the target LLaMA with its byte-level BPE tokenizer, the LM that VICT gives eyes to;
-- ``zoo.json``: the resolved config, the world fingerprint, losses, held-out quality and timings.
+- ``zoo.json``: the resolved config, stream seeds, losses, held-out quality and timings.
 
-Same world + config + seed -> the same key and bit-identical weights (fixed seeds per stage and a fixed
-``torch`` thread count; verified by a test).
+Same config + seed -> the same key and bit-identical weights (fixed seeds per stage and a fixed ``torch``
+thread count; the first losses of every stage are recorded so that a short build prefix can check it).
 """
 
 from __future__ import annotations
@@ -25,14 +35,20 @@ from typing import Any
 
 import torch
 import transformers
+from transformers import Blip2ForConditionalGeneration
 
 from vict.zoo import blip2 as blip2_lib
 from vict.zoo import lm
-from vict.zoo.cache import MANIFEST, atomic_folder, cache_key, is_complete, world_fingerprint
+from vict.zoo.cache import MANIFEST, atomic_folder, cache_key, is_complete
+from vict.zoo.corpus import stream_documents
 from vict.zoo.presets import ZooConfig, get_preset
 from vict.zoo.quality import caption_quality
+from vict.zoo.stream import STREAM_NAMESPACE, SceneStream
 from vict.zoo.training import ProgressFn
-from vict.zoo.world_text import load_pixels, load_split, split_texts
+from vict.zoo.vision_pretrain import pretrain_qformer, pretrain_vision
+
+PREFIX_LOSSES = 20
+"""Losses of the first steps of every stage recorded in ``zoo.json``: a build prefix must reproduce them."""
 
 
 @dataclass(frozen=True)
@@ -79,127 +95,199 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def zoo_key(world_dir: Path, config: ZooConfig, seed: int) -> str:
-    """The cache key of building ``config`` with ``seed`` on ``world_dir`` (see ``vict.zoo.cache``)."""
-    return cache_key(config.to_dict(), seed, world_fingerprint(world_dir))
+def zoo_key(config: ZooConfig, seed: int) -> str:
+    """The cache key of building ``config`` with ``seed`` (see ``vict.zoo.cache``)."""
+    return cache_key(config.to_dict(), seed)
+
+
+STREAM_SEEDS: dict[str, int] = {"text": 1, "vision": 2, "blip2": 3, "eval": 4, "qformer": 5}
+"""Stream seed of each stage is ``seed * 1000 + offset`` (``eval`` is held out from every training stage)."""
+
+
+def stream_seed(seed: int, stage: str) -> int:
+    return seed * 1000 + STREAM_SEEDS[stage]
 
 
 def build_zoo(
-    world_dir: Path,
     out_dir: Path,
     preset: str | ZooConfig = "default",
     seed: int = 0,
     progress: ProgressFn = _print,
+    max_steps: int | None = None,
+    reference: ZooPaths | None = None,
 ) -> ZooPaths:
-    """Build the zoo for ``world_dir`` into ``out_dir/zoo/<key>/``, or reuse it if that build exists.
+    """Build the zoo into ``out_dir/<key>/``, or reuse it if that build exists.
 
     Args:
-        world_dir: a world written by ``vict data world`` (COCO captions + GQA questions + images).
-        out_dir: output folder (the zoo goes to its ``zoo/`` subfolder).
+        out_dir: the zoo cache folder (``vict quickstart`` uses ``OUT/zoo``).
         preset: ``"micro"``, ``"fast"``, ``"default"`` or a ``ZooConfig``.
-        seed: seed of every random choice of the build.
+        seed: seed of every random choice of the build (the shipped zoo is seed 0).
         progress: receives progress lines (stage, step, loss, time left); ``vict.zoo.training.quiet`` to mute.
+        max_steps: build only the first ``max_steps`` steps of every training stage, on the full schedules, into
+            ``out_dir/<key>-prefix<max_steps>/`` (the reproducibility check: its losses are the first losses of
+            the full build, recorded in ``zoo.json``).
+        reference: with ``max_steps``, the full build whose first losses the prefix must reproduce: the Q-Former
+            stages then start from its vision encoder and source LM (the inputs the full build's had), so the
+            prefixes of the LM, vision and stage-1 stages are checked (the generative stage starts from the stage-1
+            Q-Former, which no build keeps).
 
     Returns:
         The paths of the build; ``reused`` is True when nothing had to be trained.
     """
-    world_dir, out_dir = Path(world_dir), Path(out_dir)
+    out_dir = Path(out_dir)
     config = get_preset(preset) if isinstance(preset, str) else preset
-    key = zoo_key(world_dir, config, seed)
-    final = out_dir / "zoo" / key
+    key = zoo_key(config, seed)
+    final = out_dir / (key if max_steps is None else f"{key}-prefix{max_steps}")
     if is_complete(final):
-        progress(f"zoo: reusing {final} (preset {config.name}, seed {seed}; config and world unchanged)")
+        progress(f"zoo: reusing {final} (preset {config.name}, seed {seed}; config unchanged)")
         return ZooPaths.at(final, reused=True)
     progress(f"zoo: building {final} (preset {config.name}, seed {seed})")
     with _torch_threads(config.num_threads), atomic_folder(final) as tmp:
-        manifest = _build_into(tmp, world_dir, config, seed, progress)
+        manifest = _build_into(tmp, config, seed, progress, max_steps, reference if max_steps else None)
         manifest["key"] = key
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return ZooPaths.at(final, reused=False)
 
 
-def _build_into(root: Path, world_dir: Path, config: ZooConfig, seed: int, progress: ProgressFn) -> dict[str, Any]:
+def _held_out(config: ZooConfig, seed: int, tokenizer, max_len: int) -> tuple[torch.Tensor, list, list]:
+    """Held-out stream images (their own stream seed): pixels, dense-caption ids, the five reference captions."""
+    batch = SceneStream(stream_seed(seed, "eval"), config.blip2.image_size).batch(0, config.eval_images)
+    return batch.pixels, lm.encode_texts(tokenizer, batch.dense_captions, max_len), batch.captions
+
+
+def _build_into(
+    root: Path,
+    config: ZooConfig,
+    seed: int,
+    progress: ProgressFn,
+    max_steps: int | None,
+    reference: ZooPaths | None,
+) -> dict[str, Any]:
     """Train and save every model into ``root``; return the manifest."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    train = load_split(world_dir, "train")
-    val = load_split(world_dir, "val")[: config.eval_images]
-    if not val:
-        raise ValueError(f"{world_dir}: the val split is empty; generate a world with at least 10 images")
-    train_texts, val_texts = split_texts(train), split_texts(val)
+    docs = stream_documents(stream_seed(seed, "text"), config.text_scenes)
+    split = max(1, len(docs) // 20)
+    train_docs, val_docs = docs[split:], docs[:split]
 
     # 1. tokenizers: different kinds, so the VPG transfer crosses a real vocabulary gap
-    source_tok = lm.build_tokenizer(train_texts, config.source_lm)
+    source_tok = lm.build_tokenizer(train_docs, config.source_lm)
     processor = blip2_lib.make_processor(source_tok, config.blip2)  # adds <image> to the source tokenizer
     image_token_id = source_tok.convert_tokens_to_ids(blip2_lib.IMAGE_TOKEN)
-    target_tok = lm.build_tokenizer(train_texts, config.target_lm)
-    timings["tokenizers"] = time.perf_counter() - t0
+    target_tok = lm.build_tokenizer(train_docs, config.target_lm)
+    timings["text_and_tokenizers"] = time.perf_counter() - t0
     progress(
-        f"zoo: tokenizers: source {config.source_lm.tokenizer} {len(source_tok)} tokens, "
-        f"target {config.target_lm.tokenizer} {len(target_tok)} tokens"
+        f"zoo: {len(docs)} stream documents; tokenizers: source {config.source_lm.tokenizer} {len(source_tok)} "
+        f"tokens, target {config.target_lm.tokenizer} {len(target_tok)} tokens"
     )
 
-    # 2. source LM (OPT), pretrained on the world's text
+    # 2. source LM (OPT), pretrained on the stream's documents
     t = time.perf_counter()
     source_lm = lm.build_opt(config.source_lm, len(source_tok), source_tok, seed * 1000 + 1)
-    source_before = lm.heldout_loss(source_lm, source_tok, val_texts, config.source_lm.max_positions)
+    source_before = lm.heldout_loss(source_lm, source_tok, val_docs, config.source_lm.max_positions)
     source_trace = lm.pretrain_lm(
-        source_lm, source_tok, train_texts, config.source_lm, seed * 1000 + 2, "zoo source LM (OPT)", progress
-    )
-    source_after = lm.heldout_loss(source_lm, source_tok, val_texts, config.source_lm.max_positions)
+        source_lm, source_tok, train_docs, config.source_lm, seed * 1000 + 2, "zoo source LM (OPT)", progress,
+        max_steps=max_steps,
+    )  # fmt: skip
+    source_after = lm.heldout_loss(source_lm, source_tok, val_docs, config.source_lm.max_positions)
     timings["source_lm"] = time.perf_counter() - t
 
-    # 3. target LM (LLaMA), pretrained on the same text with its own tokenizer, never on images
+    # 3. target LM (LLaMA), pretrained on the same documents with its own tokenizer, never on images
     t = time.perf_counter()
     target_lm = lm.build_llama(config.target_lm, len(target_tok), target_tok, seed * 1000 + 3)
-    target_before = lm.heldout_loss(target_lm, target_tok, val_texts, config.target_lm.max_positions)
+    target_before = lm.heldout_loss(target_lm, target_tok, val_docs, config.target_lm.max_positions)
     target_trace = lm.pretrain_lm(
-        target_lm, target_tok, train_texts, config.target_lm, seed * 1000 + 4, "zoo target LM (LLaMA)", progress
-    )
-    target_after = lm.heldout_loss(target_lm, target_tok, val_texts, config.target_lm.max_positions)
+        target_lm, target_tok, train_docs, config.target_lm, seed * 1000 + 4, "zoo target LM (LLaMA)", progress,
+        max_steps=max_steps,
+    )  # fmt: skip
+    target_after = lm.heldout_loss(target_lm, target_tok, val_docs, config.target_lm.max_positions)
     target_lm.save_pretrained(root / "target_lm")
     target_tok.save_pretrained(root / "target_lm")
     timings["target_lm"] = time.perf_counter() - t
 
-    # 4. BLIP-2: ViT + Q-Former + queries + projection (+ source LM, with text replay) trained on dense captions
+    # 4. BLIP-2 stage 0: the vision encoder, pretrained on the scene stream with dense attribute targets
     t = time.perf_counter()
-    model = blip2_lib.build_blip2(config.blip2, source_lm, image_token_id, seed * 1000 + 5)
-    train_pixels = load_pixels(train, processor.image_processor)
-    val_pixels = load_pixels(val, processor.image_processor)
-    max_len = config.source_lm.max_positions - config.blip2.num_query_tokens
-    train_caps = lm.encode_texts(source_tok, [im.dense_caption for im in train], max_len)
-    val_caps = lm.encode_texts(source_tok, [im.dense_caption for im in val], max_len)
-    val_refs = [im.captions for im in val]
+    spec = config.blip2
+    model = blip2_lib.build_blip2(spec, source_lm, image_token_id, seed * 1000 + 5)
+    vision_trace, vision_accuracy = pretrain_vision(
+        model,
+        spec,
+        seed=stream_seed(seed, "vision"),
+        held_out_seed=stream_seed(seed, "eval"),
+        progress=progress,
+        max_steps=max_steps,
+    )
+    timings["vision"] = time.perf_counter() - t
+    progress(f"zoo: vision encoder, held-out stream cell accuracy (%): {vision_accuracy}")
+
+    if reference is not None:  # a prefix check: the next stages start where the full build's started
+        full = Blip2ForConditionalGeneration.from_pretrained(reference.blip2_dir)
+        model.vision_model.load_state_dict(full.vision_model.state_dict())
+        if not spec.train_language_model:
+            model.language_model.load_state_dict(full.language_model.state_dict())
+
+    # 5. BLIP-2's stage 1 in miniature: the Q-Former and queries learn to extract every cell's attributes
+    t = time.perf_counter()
+    qformer_trace, qformer_accuracy = pretrain_qformer(
+        model,
+        spec,
+        seed=stream_seed(seed, "qformer"),
+        held_out_seed=stream_seed(seed, "eval"),
+        progress=progress,
+        max_steps=max_steps,
+    )
+    timings["qformer"] = time.perf_counter() - t
+    progress(f"zoo: Q-Former, held-out stream cell accuracy from the query outputs (%): {qformer_accuracy}")
+
+    # 6. BLIP-2's generative stage: Q-Former + queries + projection caption fresh stream images
+    t = time.perf_counter()
+    max_len = config.source_lm.max_positions - spec.num_query_tokens
+    val_pixels, val_caps, val_refs = _held_out(config, seed, source_tok, max_len)
     untrained = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
     blip2_trace = blip2_lib.train_blip2(
         model,
-        train_pixels,
-        train_caps,
-        config.blip2,
-        source_tok.pad_token_id,
+        SceneStream(stream_seed(seed, "blip2"), spec.image_size),
+        source_tok,
+        spec,
         seed * 1000 + 6,
         progress,
-        replay_texts=lm.encode_texts(source_tok, train_texts, max_len),
+        replay_texts=lm.encode_texts(source_tok, train_docs, config.source_lm.max_positions),
+        max_steps=max_steps,
     )
     trained = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
     blip2_lib.save_blip2(model, processor, root / "blip2")
-    # The source LM directory holds exactly the LM inside the BLIP-2 (tuned by captioning unless frozen).
+    # The source LM directory holds exactly the LM inside the BLIP-2 (frozen, or tuned in the generative stage).
     final_source_lm = model.language_model
     final_source_lm.save_pretrained(root / "source_lm")
     source_tok.save_pretrained(root / "source_lm")
-    source_after_captioning = lm.heldout_loss(final_source_lm, source_tok, val_texts, config.source_lm.max_positions)
+    source_after_captioning = lm.heldout_loss(final_source_lm, source_tok, val_docs, config.source_lm.max_positions)
     timings["blip2"] = time.perf_counter() - t
     acc = trained["token_accuracy"]
     progress(
-        f"zoo: BLIP-2 on {len(val)} held-out images: colour {acc['colour']:.0f}% / shape {acc['shape']:.0f}% "
-        f"token accuracy (untrained {untrained['token_accuracy']['colour']:.0f}% / "
-        f"{untrained['token_accuracy']['shape']:.0f}%), CIDEr {trained['cider']:.1f} (untrained {untrained['cider']:.1f})"
+        f"zoo: BLIP-2 on {config.eval_images} held-out stream images: colour {acc['colour']:.0f}% / shape "
+        f"{acc['shape']:.0f}% / size {acc['size']:.0f}% / position {acc['position']:.0f}% token accuracy, "
+        f"CIDEr {trained['cider']:.1f} (untrained {untrained['cider']:.1f})"
     )
     timings["total"] = time.perf_counter() - t0
+    traces = {
+        "source_lm": source_trace,
+        "target_lm": target_trace,
+        "vision": vision_trace,
+        "qformer": qformer_trace,
+        "blip2": blip2_trace,
+    }
     return {
         "config": config.to_dict(),
         "seed": seed,
-        "world": {"dir": str(world_dir), "fingerprint": world_fingerprint(world_dir), "train_images": len(train)},
+        "max_steps": max_steps,
+        "stream": {
+            "namespace": STREAM_NAMESPACE,
+            "seeds": {stage: stream_seed(seed, stage) for stage in STREAM_SEEDS},
+            "text_documents": len(docs),
+            "vision_images": len(vision_trace.losses) * spec.vision_batch_size,
+            "blip2_images": len(blip2_trace.losses) * spec.batch_size,
+        },
+        "first_losses": {name: trace.losses[:PREFIX_LOSSES] for name, trace in traces.items()},
         "source_lm": {
             "architecture": "OPTForCausalLM",
             "tokenizer": config.source_lm.tokenizer,
@@ -208,7 +296,7 @@ def _build_into(root: Path, world_dir: Path, config: ZooConfig, seed: int, progr
             "train": source_trace.summary(),
             "val_loss_before": round(source_before, 4),
             "val_loss_after": round(source_after, 4),
-            "tuned_by_captioning": config.blip2.train_language_model,
+            "tuned_by_captioning": spec.train_language_model,
             "val_loss_after_captioning": round(source_after_captioning, 4),
         },
         "target_lm": {
@@ -220,9 +308,15 @@ def _build_into(root: Path, world_dir: Path, config: ZooConfig, seed: int, progr
             "val_loss_before": round(target_before, 4),
             "val_loss_after": round(target_after, 4),
         },
+        "vision": {
+            "parameters": sum(p.numel() for p in model.vision_model.parameters()),
+            "train": vision_trace.summary(),
+            "held_out_cell_accuracy": vision_accuracy,
+        },
+        "qformer": {"train": qformer_trace.summary(), "held_out_cell_accuracy": qformer_accuracy},
         "blip2": {
             "image_token_index": image_token_id,
-            "num_query_tokens": config.blip2.num_query_tokens,
+            "num_query_tokens": spec.num_query_tokens,
             "trained_parameters": blip2_lib.trainable_parameter_count(model),
             "train": blip2_trace.summary(),
             "quality_val": {"untrained": untrained, "trained": trained},

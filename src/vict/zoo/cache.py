@@ -1,8 +1,8 @@
 """Content-addressed cache folders for the zoo: a hash names the build, and a build appears atomically.
 
-The key hashes the resolved zoo config, the seed, a format version and the world's content (every file under
-``annotations/`` and ``images/``, by name and bytes), so any change of any of them gives a new folder and an
-unchanged setup reuses the old one. A build is written into a temporary sibling folder and renamed into place
+The key hashes the resolved zoo config, the seed and a format version (the zoo reads no files: its data is the
+in-memory scene stream), so any change of any of them gives a new folder and an unchanged setup reuses the old
+one. A build is written into a temporary sibling folder and renamed into place
 only when complete, so an interrupted build never looks finished.
 """
 
@@ -17,37 +17,16 @@ from typing import Any
 
 from vict.checkpoint import atomic_directory
 
-ZOO_FORMAT_VERSION = 2
+ZOO_FORMAT_VERSION = 3
 """Bump when the zoo's layout or training code changes what a given config produces."""
 
 MANIFEST = "zoo.json"
 """Written last inside a build folder; its presence marks the build as complete."""
 
 
-def world_fingerprint(world_dir: Path) -> str:
-    """SHA-256 over the relative names and bytes of every file under ``annotations/`` and ``images/``."""
-    world_dir = Path(world_dir)
-    digest = hashlib.sha256()
-    files = []
-    for sub in ("annotations", "images"):
-        folder = world_dir / sub
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"{folder} is missing: {world_dir} is not a world folder; create one with "
-                f"`vict data world --out {world_dir} --images 1000 --seed 0`"
-            )
-        files.extend(p for p in folder.rglob("*") if p.is_file())
-    for path in sorted(files):
-        digest.update(str(path.relative_to(world_dir)).encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def cache_key(config: dict[str, Any], seed: int, world_hash: str) -> str:
-    """16 hex digits naming the build of ``config`` with ``seed`` on the world with fingerprint ``world_hash``."""
-    payload = json.dumps(
-        {"format": ZOO_FORMAT_VERSION, "config": config, "seed": seed, "world": world_hash}, sort_keys=True
-    )
+def cache_key(config: dict[str, Any], seed: int) -> str:
+    """16 hex digits naming the build of ``config`` with ``seed``."""
+    payload = json.dumps({"format": ZOO_FORMAT_VERSION, "config": config, "seed": seed}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -1,7 +1,7 @@
 """The zoo's two language models: a tiny OPT (source, inside the BLIP-2) and a tiny LLaMA (target of VICT).
 
-Each gets its own tokenizer trained on the world's text (different kinds, so the VPG transfer crosses a real
-vocabulary gap) and is pretrained as a plain causal LM on that text.
+Each gets its own tokenizer trained on the stream's text documents (``vict.zoo.corpus``; different kinds, so the
+VPG transfer crosses a real vocabulary gap) and is pretrained as a plain causal LM on those documents.
 """
 
 from __future__ import annotations
@@ -92,8 +92,10 @@ def pretrain_lm(
     seed: int,
     stage: str,
     progress: ProgressFn = quiet,
+    max_steps: int | None = None,
 ) -> TrainTrace:
-    """Train every parameter of ``model`` as a causal LM on ``texts`` for ``spec.steps`` steps."""
+    """Train every parameter of ``model`` as a causal LM on ``texts`` for ``spec.steps`` steps (``max_steps``: stop
+    early on the same schedule)."""
     seqs = encode_texts(tokenizer, texts, spec.max_positions)
     model.train()
 
@@ -112,6 +114,7 @@ def pretrain_lm(
         seed=seed,
         stage=stage,
         progress=progress,
+        max_steps=max_steps,
     )
     model.eval()
     return trace

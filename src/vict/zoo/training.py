@@ -90,6 +90,7 @@ def run_steps(
     stage: str,
     progress: ProgressFn = quiet,
     clip: float = 1.0,
+    max_steps: int | None = None,
 ) -> TrainTrace:
     """Minimise ``loss_fn(batch_indices)`` for ``steps`` steps over ``n_examples`` examples.
 
@@ -97,6 +98,8 @@ def run_steps(
         loss_fn: maps a 1-D tensor of example indices ``(b,)`` to a scalar loss.
         params: the trainable parameters (everything else must already have ``requires_grad=False``).
         stage: name used in the progress lines.
+        max_steps: stop after this many steps, on the learning-rate schedule of ``steps`` (so the losses are the
+            first ``max_steps`` of the full run's: the zoo's build-prefix check).
 
     Returns:
         The per-step losses and the wall time.
@@ -108,7 +111,8 @@ def run_steps(
     opt, sched = make_optimizer(params, lr, steps)
     start = time.perf_counter()
     report_every = max(1, steps // 10)
-    for step, idx in enumerate(batch_indices(n_examples, batch_size, steps, generator), start=1):
+    last = steps if max_steps is None else min(steps, max_steps)
+    for step, idx in enumerate(batch_indices(n_examples, batch_size, last, generator), start=1):
         loss = loss_fn(idx)
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -120,9 +124,9 @@ def run_steps(
         opt.step()
         sched.step()
         trace.losses.append(loss.item())
-        if step % report_every == 0 or step == steps:
+        if step % report_every == 0 or step == last:
             elapsed = time.perf_counter() - start
-            left = elapsed / step * (steps - step)
+            left = elapsed / step * (last - step)
             recent = trace.losses[-report_every:]
             progress(
                 f"{stage}: step {step}/{steps}, loss {sum(recent) / len(recent):.3f}, "

@@ -1,8 +1,9 @@
-"""Read what the zoo trains on from a world folder written in the official COCO and GQA formats.
+"""Read a world split's images, captions and questions from the official COCO and GQA files.
 
-The zoo reads the annotation files directly (COCO ``captions_{split}.json``, GQA
-``{split}_balanced_questions.json``) so that it works on any folder in those formats, the generated miniature
-world or a hand-made stand-in, and checks every record it uses, naming the file and record on error.
+The zoo's measures on a world (the VPG probe, the held-out documents of text retention) read the annotation files
+directly (COCO ``captions_{split}.json``, GQA ``{split}_balanced_questions.json``), so they work on any folder in
+those formats, the generated miniature world or a hand-made stand-in, and check every record they use, naming the
+file and record on error. (The zoo itself trains on the in-memory stream, never on a world.)
 """
 
 from __future__ import annotations
@@ -10,10 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import torch
-from PIL import Image
 
 from vict.data.world.layout import world_files
 
@@ -107,42 +104,3 @@ def load_split(world_dir: Path, split: str) -> list[WorldImage]:
     if empty:
         raise ValueError(f"{cap_path}: images {empty[:5]} have no caption; every image needs at least one")
     return [images[k] for k in sorted(images, key=lambda s: (len(s), s))]
-
-
-QA_TEXT_TEMPLATE = "Question: {} Short answer: {}"
-"""Short answers are pretrained in the prompt style of the BLIP-2 baseline (``vict.eval.blip2_baseline``,
-LAVIS's ``"Question: {} Short answer:"``), as a hub LM has seen question-answer text before it is asked."""
-
-
-def split_texts(images: list[WorldImage]) -> list[str]:
-    """Plain-text sentences of a split: every caption; every question with its sentence answer; every question
-    with its short answer (``QA_TEXT_TEMPLATE``), once alone and once after one of the image's captions (the
-    k-th question gets the k-th caption, cyclically), so the LM learns to answer from text context when the
-    text holds the answer. Deterministic order (images, then annotations)."""
-    texts: list[str] = []
-    for im in images:
-        texts.extend(im.captions)
-        for k, (question, answer, full_answer) in enumerate(im.qas):
-            texts.append(f"{question} {full_answer}")
-            texts.append(QA_TEXT_TEMPLATE.format(question, answer))
-            texts.append(f"{im.captions[k % len(im.captions)]} {QA_TEXT_TEMPLATE.format(question, answer)}")
-    return texts
-
-
-def load_pixels(images: list[WorldImage], image_processor) -> torch.Tensor:
-    """All images of a split, preprocessed once: ``(n, 3, H, W)`` float32.
-
-    ``image_processor`` is the ``BlipImageProcessor`` that is saved with the BLIP-2, so training sees exactly
-    what a user of the saved checkpoint feeds it.
-    """
-    batches = []
-    for start in range(0, len(images), 256):
-        pil = []
-        for im in images[start : start + 256]:
-            if not im.path.is_file():
-                raise FileNotFoundError(f"image {im.image_id}: {im.path} is missing; regenerate the world")
-            with Image.open(im.path) as img:
-                pil.append(np.asarray(img.convert("RGB")))
-        out = image_processor(images=pil, return_tensors="pt")
-        batches.append(out["pixel_values"].float())
-    return torch.cat(batches)

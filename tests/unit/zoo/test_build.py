@@ -24,13 +24,13 @@ from vict.zoo.training import quiet
 
 
 @pytest.fixture(scope="module")
-def micro_zoo(micro_world: Path, tmp_path_factory: pytest.TempPathFactory) -> ZooPaths:
-    return build_zoo(micro_world, tmp_path_factory.mktemp("zoo_out"), "micro", seed=0, progress=quiet)
+def micro_zoo(tmp_path_factory: pytest.TempPathFactory) -> ZooPaths:
+    return build_zoo(tmp_path_factory.mktemp("zoo_out"), "micro", seed=0, progress=quiet)
 
 
 def test_layout_and_manifest(micro_zoo: ZooPaths) -> None:
     assert not micro_zoo.reused
-    assert micro_zoo.root.parent.name == "zoo" and micro_zoo.root.name == micro_zoo.key
+    assert micro_zoo.root.name == micro_zoo.key
     for d in (micro_zoo.blip2_dir, micro_zoo.source_lm_dir, micro_zoo.target_lm_dir):
         assert (d / "config.json").is_file() and (d / "model.safetensors").is_file(), d
     manifest = micro_zoo.manifest()
@@ -38,6 +38,11 @@ def test_layout_and_manifest(micro_zoo: ZooPaths) -> None:
     assert manifest["config"] == get_preset("micro").to_dict()
     assert manifest["source_lm"]["architecture"] == "OPTForCausalLM"
     assert manifest["target_lm"]["architecture"] == "LlamaForCausalLM"
+    micro = get_preset("micro")
+    assert manifest["stream"]["vision_images"] == micro.blip2.vision_steps * micro.blip2.vision_batch_size
+    assert manifest["stream"]["text_documents"] == micro.text_scenes
+    assert len(set(manifest["stream"]["seeds"].values())) == 5  # every stage draws its own images
+    assert all(len(v) == min(20, manifest[k]["train"]["steps"]) for k, v in manifest["first_losses"].items())
     # no temporary build folder is left behind
     assert [p.name for p in micro_zoo.root.parent.iterdir()] == [micro_zoo.key]
 
@@ -47,9 +52,13 @@ def test_training_lowered_the_losses(micro_zoo: ZooPaths) -> None:
     for lm in ("source_lm", "target_lm"):
         assert m[lm]["val_loss_after"] < m[lm]["val_loss_before"] - 0.5, (lm, m[lm])
         assert m[lm]["train"]["last_loss"] < m[lm]["train"]["first_loss"], (lm, m[lm]["train"])
-    b = m["blip2"]["train"]
-    assert b["steps"] == get_preset("micro").blip2.steps
-    assert b["last_loss"] < b["first_loss"], b
+    for stage, steps in (
+        ("blip2", get_preset("micro").blip2.steps),
+        ("vision", get_preset("micro").blip2.vision_steps),
+    ):
+        b = m[stage]["train"]
+        assert b["steps"] == steps
+        assert b["last_loss"] < b["first_loss"], (stage, b)
 
 
 def test_tokenizers_differ(micro_zoo: ZooPaths) -> None:
@@ -124,27 +133,25 @@ def test_vict_vpg_loads_the_zoo_blip2(micro_zoo: ZooPaths, micro_world: Path) ->
     torch.testing.assert_close(ours, theirs)
 
 
-def test_cache_reused_then_rebuilt_when_config_changes(micro_zoo: ZooPaths, micro_world: Path) -> None:
-    out = micro_zoo.root.parent.parent
+def test_cache_reused_then_rebuilt_when_config_changes(micro_zoo: ZooPaths) -> None:
+    out = micro_zoo.root.parent
     weights = micro_zoo.blip2_dir / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
-    again = build_zoo(micro_world, out, "micro", seed=0, progress=quiet)
+    again = build_zoo(out, "micro", seed=0, progress=quiet)
     assert again.reused and again.root == micro_zoo.root
     assert weights.stat().st_mtime_ns == mtime
 
     micro = get_preset("micro")
     changed = dataclasses.replace(micro, blip2=dataclasses.replace(micro.blip2, steps=micro.blip2.steps - 10))
-    rebuilt = build_zoo(micro_world, out, changed, seed=0, progress=quiet)
+    rebuilt = build_zoo(out, changed, seed=0, progress=quiet)
     assert not rebuilt.reused and rebuilt.key != micro_zoo.key
     assert rebuilt.manifest()["blip2"]["train"]["steps"] == micro.blip2.steps - 10
     # the earlier build is kept, so switching back costs nothing
-    assert build_zoo(micro_world, out, "micro", seed=0, progress=quiet).reused
+    assert build_zoo(out, "micro", seed=0, progress=quiet).reused
 
 
-def test_same_seed_same_weights_other_seed_other_weights(
-    micro_zoo: ZooPaths, micro_world: Path, tmp_path: Path
-) -> None:
-    twin = build_zoo(micro_world, tmp_path / "a", "micro", seed=0, progress=quiet)
+def test_same_seed_same_weights_other_seed_other_weights(micro_zoo: ZooPaths, tmp_path: Path) -> None:
+    twin = build_zoo(tmp_path / "a", "micro", seed=0, progress=quiet)
     assert twin.key == micro_zoo.key and not twin.reused
     for sub in ("blip2", "source_lm", "target_lm"):
         ours = load_file(micro_zoo.root / sub / "model.safetensors")
@@ -152,8 +159,18 @@ def test_same_seed_same_weights_other_seed_other_weights(
         assert ours.keys() == theirs.keys()
         for k in ours:
             assert torch.equal(ours[k], theirs[k]), f"{sub}/{k} differs between two builds with seed 0"
-    other = build_zoo(micro_world, tmp_path / "b", "micro", seed=1, progress=quiet)
+    other = build_zoo(tmp_path / "b", "micro", seed=1, progress=quiet)
     assert other.key != micro_zoo.key
     a = load_file(micro_zoo.blip2_dir / "model.safetensors")["query_tokens"]
     b = load_file(other.blip2_dir / "model.safetensors")["query_tokens"]
     assert not torch.equal(a, b)
+
+
+def test_a_build_prefix_reproduces_the_first_losses(micro_zoo: ZooPaths, tmp_path: Path) -> None:
+    prefix = build_zoo(tmp_path, "micro", seed=0, progress=quiet, max_steps=5, reference=micro_zoo)
+    assert prefix.root.name == f"{micro_zoo.key}-prefix5"
+    full, short = micro_zoo.manifest()["first_losses"], prefix.manifest()["first_losses"]
+    for stage, losses in short.items():
+        assert len(losses) == 5, stage
+        if stage != "blip2":  # the generative stage starts from the stage-1 Q-Former, which no build keeps
+            assert losses == full[stage][:5], stage  # bit-identical floats

@@ -23,7 +23,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond")
 SIZES: tuple[str, ...] = ("small", "large")
-SIZE_FRACTION: dict[str, float] = {"small": 0.22, "large": 0.4}
+SIZE_FRACTION: dict[str, float] = {"small": 0.28, "large": 0.45}
 """Object radius as a fraction of a grid cell's side (a cell is 1/3 of the image), so objects stay in their cell."""
 
 ROWS: tuple[str, ...] = ("top", "middle", "bottom")

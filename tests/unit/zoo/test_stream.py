@@ -1,0 +1,101 @@
+"""The pretraining stream: deterministic, disjoint from every world, pixels exactly as the saved processor makes
+them, labels that match the scenes; and the LM documents built from it."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from vict.constants import IGNORE_INDEX
+from vict.data.world.render import render_scene
+from vict.data.world.scene import COLORS, SHAPES, SIZES, image_rng, sample_scene
+from vict.zoo.blip2 import make_processor
+from vict.zoo.corpus import QA_TEXT_TEMPLATE, document, stream_documents, world_documents
+from vict.zoo.presets import Blip2Spec
+from vict.zoo.stream import SceneStream, stream_rng, to_pixels
+from vict.zoo.world_text import load_split
+
+
+def test_stream_is_deterministic_and_fresh() -> None:
+    a, b = SceneStream(7, 64).batch(0, 8), SceneStream(7, 64).batch(0, 8)
+    assert torch.equal(a.pixels, b.pixels) and a.captions == b.captions
+    later = SceneStream(7, 64).batch(4, 4)  # image k does not depend on the batch it is drawn in
+    assert torch.equal(later.pixels, a.pixels[4:])
+    other = SceneStream(8, 64).batch(0, 8)
+    assert not torch.equal(other.pixels, a.pixels)
+
+
+def test_stream_never_renders_a_world_image(micro_world: Path) -> None:
+    # the same seed and index in the world's key space and the stream's give different rngs, scenes and pixels
+    for seed in (0, 1):
+        for index in range(20):
+            assert stream_rng(seed, index, "render").random() != image_rng(seed, index, "render").random()
+    world_images = {Image.open(p).tobytes() for p in (micro_world / "images").glob("*.png")}
+    stream = SceneStream(0, 64)
+    assert not world_images & {stream.image(i).tobytes() for i in range(200)}
+
+
+def test_pixels_equal_the_saved_processor(micro_world: Path) -> None:
+    from vict.models.tokenizer import train_tokenizer
+
+    processor = make_processor(train_tokenizer(["a b c"], kind="wordlevel"), Blip2Spec(image_size=48))
+    images = [Image.open(micro_world / "images" / f"{k}.png").convert("RGB") for k in (1, 2)]
+    ours = to_pixels(images, 48)
+    theirs = processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    same_size = to_pixels(images, 64)
+    theirs64 = make_processor(train_tokenizer(["a"], kind="wordlevel"), Blip2Spec(image_size=64)).image_processor(
+        images=images, return_tensors="pt"
+    )["pixel_values"]
+    torch.testing.assert_close(same_size, theirs64, atol=1e-5, rtol=0)
+
+
+def test_cell_labels_match_the_scenes() -> None:
+    batch = SceneStream(3, 64).batch(0, 16, text=False)
+    for i, scene in enumerate(batch.scenes):
+        cells = {o.row * 3 + o.col: o for o in scene.objects}
+        for cell in range(9):
+            occupied = int(batch.labels["occupied"][i, cell])
+            assert occupied == (cell in cells)
+            if cell in cells:
+                o = cells[cell]
+                assert batch.labels["colour"][i, cell] == list(COLORS).index(o.color)
+                assert batch.labels["shape"][i, cell] == SHAPES.index(o.shape)
+                assert batch.labels["size"][i, cell] == SIZES.index(o.size)
+            else:
+                assert batch.labels["shape"][i, cell] == IGNORE_INDEX
+
+
+def test_render_matches_the_world_renderer() -> None:
+    stream = SceneStream(5, 64)
+    scene = sample_scene(stream_rng(5, 2, "scene"), image_id=2)
+    expected = render_scene(scene, 64, stream_rng(5, 2, "render"))
+    assert stream.image(2).tobytes() == expected.tobytes()
+
+
+def test_documents_end_with_a_short_answer_or_are_one_caption() -> None:
+    docs = stream_documents(0, 200)
+    assert docs == stream_documents(0, 200)
+    batch = SceneStream(0, 1).batch(0, 200, images=False)
+    alt = qa = 0
+    for doc, caps, questions in zip(docs, batch.captions, batch.questions, strict=True):
+        if doc in caps:
+            alt += 1
+            continue
+        tail = [QA_TEXT_TEMPLATE.format(q.question, q.answer) for q in questions]
+        assert any(doc.endswith(t) for t in tail), doc
+        qa += 1
+    assert 20 < alt < 80 and qa > 120  # about a quarter are alt-text captions
+    assert any(len(d.split(". ")) > 3 for d in docs)  # text goes on after a full stop
+
+
+def test_world_documents_are_held_out_and_deterministic(micro_world: Path) -> None:
+    images = load_split(micro_world, "test")
+    docs = world_documents(images)
+    assert docs == world_documents(images) and len(docs) == len(images)
+    assert document(["A cap."], [], random.Random(0)) == "A cap."
+    for doc, im in zip(docs, images, strict=True):
+        assert doc in im.captions or any(doc.endswith(f"Short answer: {a}") for _, a, _ in im.qas)
