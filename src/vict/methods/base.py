@@ -12,6 +12,8 @@ else, about the LLM side:
 - ``saves(name)`` / ``save`` / ``load`` / ``checkpoint_files``: parameters the method stores in its own format
   (peft's adapter folder for the methods peft implements); every other trainable tensor goes to
   ``vict_trainable.safetensors``;
+- ``delta_disabled(llm)``: a context in which the LLM computes as it did before ``apply`` (text retention
+  compares held-out perplexity with the delta off and on);
 - ``stages()``: a recipe of several training stages (each a set of config overrides), chained with
   ``train.init_from``.
 
@@ -115,6 +117,21 @@ class Method:
 
     def bind(self, vision: VisionInput) -> contextlib.AbstractContextManager:
         """A context active during every LLM call of a batch (e.g. per-image weight deltas); none by default."""
+        return contextlib.nullcontext()
+
+    def delta_disabled(self, llm: nn.Module) -> contextlib.AbstractContextManager:
+        """A context in which ``llm`` (what ``apply`` returned) computes exactly as the bare LLM did before
+        ``apply``: the method's delta switched off, its weights kept (e.g. ``vict.eval.text_retention``).
+
+        The default is a no-op, right for a method that leaves the LLM as it is (``none``); it refuses an ``llm``
+        holding parameters the method owns, since such a method changes the LLM and must override this.
+        """
+        owned = [n for n, _ in llm.named_parameters() if self.owns(f"llm.{n}")]
+        if owned:
+            raise NotImplementedError(
+                f"method {self.name!r} adds parameters to the LLM (e.g. {owned[0]}) but does not say how to switch "
+                f"them off: implement {type(self).__name__}.delta_disabled(llm)"
+            )
         return contextlib.nullcontext()
 
     # --------------------------------------------------------------------------------------------- storage

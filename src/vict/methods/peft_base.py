@@ -2,11 +2,13 @@
 
 ``apply`` is ``peft.get_peft_model(llm, config)``; the delta is saved with ``PeftModel.save_pretrained`` under
 ``adapter/`` (so ``peft.PeftModel.from_pretrained(bare_llm, "ckpt/adapter")`` loads it without ``vict``) and loaded
-back with ``peft.set_peft_model_state_dict``, checked tensor by tensor.
+back with ``peft.set_peft_model_state_dict``, checked tensor by tensor; ``delta_disabled`` is
+``PeftModel.disable_adapter()``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,12 @@ class PeftMethod(Method):
 
     def base_model(self, llm: nn.Module) -> nn.Module:
         return llm.get_base_model()
+
+    def delta_disabled(self, llm: nn.Module) -> contextlib.AbstractContextManager:
+        # peft 0.21.2: LoRA layers then return their base layer's output alone, and AdaptionPrompt puts the
+        # original attention modules back (tests/unit/methods/test_delta_disabled.py checks both against the bare
+        # LLM's logits).
+        return llm.disable_adapter()
 
     def checkpoint_files(self) -> frozenset[str]:
         return frozenset({f"{ADAPTER_DIR}/{ADAPTER_CONFIG}", f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS}"})

@@ -2,14 +2,24 @@
 
 Stages (each printed with its name and the estimated time left):
 1. ``world``: generate the miniature world (COCO/GQA formats) into ``DIR/world``;
-2. ``zoo``: build or reuse the miniature model zoo (tiny BLIP-2 with its OPT, tiny LLaMA) in ``DIR/zoo``;
+2. ``zoo``: the pretrained miniature model zoo (tiny BLIP-2 with its OPT, tiny LLaMA): the one shipped with the
+   package, SHA-256 checked (``vict.zoo.shipped``), or for a preset that does not ship a build cached in ``DIR/zoo``;
 3. ``train vict-<method>`` for each of the preset's methods (LoRA and LLaMA-Adapter): VICT on the target LLaMA
    with the zoo BLIP-2's frozen VPG, extra queries, the connector and the method, with the settings of the
    method's ``quickstart_recipe`` (``vict.recipes.train``);
 4. ``eval``: the source BLIP-2 (``Blip2Engine``) and every VICT model (``VictEngine``) on the test split, captioning
-   and GQA without context / with the gold caption / with the model's own caption (``vict.recipes.evaluate``);
-5. ``similarity``: the source Q-Former tokens against the source LM's and the target LM's vocabularies;
-6. ``report``: ``DIR/report.json``, ``DIR/report.md`` and the plots, and the tables printed.
+   and GQA in every context setting of ``vict.eval.splits.SETTINGS``, overall and by question type
+   (``vict.recipes.evaluate``);
+5. ``text retention``: each VICT model's LLM on the test split's plain text, perplexity with the method's delta off
+   and on (``vict.eval.text_retention``);
+6. ``probe``: an attentive probe (and a linear one) of the frozen VPG's query outputs, fitted on the train split,
+   scored on the test split for each object's colour, shape, size and position (``vict.zoo.probe``);
+7. ``similarity``: the source Q-Former tokens against the source LM's and the target LM's vocabularies;
+8. ``report``: ``DIR/report.json``, ``DIR/report.md`` and the plots (``vict.recipes.quickstart_report``), and the
+   tables printed.
+
+``--seeds 0,1,2`` runs all of it once per seed into ``DIR/seed-<k>/`` and writes ``DIR/report.json`` and
+``DIR/report.md`` with the mean and sample standard deviation over the seeds (``quickstart_seeds``).
 """
 
 from __future__ import annotations
@@ -18,28 +28,38 @@ import argparse
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vict.recipes.quickstart_report import (
+    SOURCE_ROW,
+    aggregate_seeds,
+    caption_row,
+    distractor_drop,
+    gqa_by_type_row,
+    gqa_row,
+    gqa_settings,
+    gqa_type_counts,
+    markdown,
+    plot_gqa,
+)
 from vict.settings import help_field
 
 EPILOG = """examples:
   vict quickstart --preset fast                 # about 3 minutes on 2 CPU cores (CI uses this)
   vict quickstart                               # the default preset: about 10 minutes on 2 idle CPU cores, clearer effects
-  vict quickstart --out runs/qs --seed 1        # another seed; the zoo is cached in runs/qs/zoo/<hash>/
+  vict quickstart --out runs/qs --seed 1        # another seed (of the world and the trainings; the zoo is shipped)
+  vict quickstart --preset fast --seeds 0,1,2   # three seeds into DIR/seed-<k>/, then mean ± std in DIR/report.md
 
-outputs: DIR/report.md and DIR/report.json (captioning, gqa, baselines, similarity, trainable_parameters,
-timings, config), DIR/similarity.png, DIR/gqa_context.png, DIR/runs/<row>/ (checkpoints), DIR/eval/ (predictions).
-A rerun with the same seed reuses the zoo and gives the same numbers.
+outputs: DIR/report.md and DIR/report.json (captioning, gqa, gqa_by_type, gqa_type_counts, gqa_distractor_drop,
+baselines, text_retention, similarity, trainable_parameters, timings, config, zoo_quality), DIR/similarity.png,
+DIR/gqa_context.png, DIR/runs/<row>/ (checkpoints), DIR/eval/ (predictions).
+A rerun with the same seed gives the same numbers.
 """
-
-SOURCE_ROW = "blip2-source"
-CAPTION_KEYS: tuple[str, ...] = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
-GQA_SETTINGS: tuple[str, ...] = ("none", "caption", "self")
 
 
 @dataclass(frozen=True)
@@ -81,19 +101,28 @@ class QuickstartPreset:
         return {"world": eta["world"], "zoo": eta["zoo"], **trains, **{k: eta[k] for k in AFTER_TRAINING}}
 
 
-AFTER_TRAINING: tuple[str, ...] = ("eval", "similarity", "report")
+AFTER_TRAINING: tuple[str, ...] = ("eval", "text retention", "probe", "similarity", "report")
 
 PRESETS: dict[str, QuickstartPreset] = {
     "fast": QuickstartPreset(
         world_images=300,
-        zoo="fast",
+        zoo="default",
         train_steps=200,
         batch_size=16,
         connector_lr=1e-2,
         num_extra_queries=8,
         fast_caption_metrics=True,
         similarity_images=20,
-        eta_s={"world": 3, "zoo": 110, "train": 22, "eval": 45, "similarity": 3, "report": 1},
+        eta_s={
+            "world": 3,
+            "zoo": 2,
+            "train": 22,
+            "eval": 45,
+            "text retention": 2,
+            "probe": 10,
+            "similarity": 3,
+            "report": 1,
+        },
     ),
     "default": QuickstartPreset(
         world_images=1000,
@@ -104,7 +133,16 @@ PRESETS: dict[str, QuickstartPreset] = {
         num_extra_queries=8,
         fast_caption_metrics=False,
         similarity_images=50,
-        eta_s={"world": 4, "zoo": 450, "train": 100, "eval": 150, "similarity": 5, "report": 2},
+        eta_s={
+            "world": 4,
+            "zoo": 2,
+            "train": 100,
+            "eval": 150,
+            "text retention": 5,
+            "probe": 15,
+            "similarity": 5,
+            "report": 2,
+        },
     ),
 }
 
@@ -188,20 +226,13 @@ def train_config(preset: QuickstartPreset, method: str, world: Path, zoo: Any, o
     }
 
 
-def _pct(x: float | None) -> float | None:
-    return None if x is None else round(float(x), 2)
+def heldout_texts(world: Path, split: str = "test") -> list[str]:
+    """The held-out text of text retention: the images of ``split`` as documents of the form the zoo's LMs were
+    pretrained on (``vict.zoo.corpus.world_documents``; the world's images are never in the zoo's stream)."""
+    from vict.zoo.corpus import world_documents
+    from vict.zoo.world_text import load_split
 
-
-def caption_row(report: dict[str, Any]) -> dict[str, float | None]:
-    """The six caption metrics (x100) of one ``evaluate_model`` report; ``None`` where unavailable."""
-    cap = report.get("caption") or {}
-    return {k: _pct(cap.get(k)) for k in CAPTION_KEYS}
-
-
-def gqa_row(report: dict[str, Any]) -> dict[str, float | None]:
-    """Short-answer accuracy (percent, normalised rule) per context setting of one report."""
-    gqa = report.get("gqa") or {}
-    return {s: _pct(gqa[s]["vqa"]["accuracy"]) if s in gqa else None for s in GQA_SETTINGS}
+    return world_documents(load_split(world, split))
 
 
 def blind_baselines(world: Path, split: str = "test") -> dict[str, float]:
@@ -218,85 +249,6 @@ def blind_baselines(world: Path, split: str = "test") -> dict[str, float]:
         "majority_answer": answer,
         "question_only": round(100 * question_only["best"], 2),
     }
-
-
-def plot_gqa(gqa: dict[str, dict[str, float | None]], baselines: dict[str, float], path: Path) -> Path:
-    """Bar chart of GQA accuracy by context setting per row, with the blind baselines as lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.8 / max(1, len(gqa))
-    for i, (row, accs) in enumerate(gqa.items()):
-        xs = [j + i * width for j in range(len(GQA_SETTINGS))]
-        ax.bar(xs, [accs[s] or 0.0 for s in GQA_SETTINGS], width, label=row)
-    ax.axhline(baselines["majority"], color="grey", linestyle=":", label="majority answer")
-    ax.axhline(baselines["question_only"], color="black", linestyle="--", label="question only")
-    ax.set_xticks([j + width * (len(gqa) - 1) / 2 for j in range(len(GQA_SETTINGS))], list(GQA_SETTINGS))
-    ax.set_ylabel("GQA short-answer accuracy (%)")
-    ax.set_xlabel("context")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """``report.md``: the captioning and GQA tables, baselines, similarity and timings."""
-    from vict.eval.report import markdown_table
-
-    cfg = report["config"]
-    lines = [
-        "# vict quickstart: the paper in miniature",
-        "",
-        f"Preset `{cfg['preset']}`, seed {cfg['seed']}. These numbers come from the procedurally generated "
-        f"miniature world ({cfg['world_images']} images of coloured shapes) and the tiny models `vict` built "
-        "from it, not from COCO/GQA.",
-        "",
-        "## Captioning (test split, x100)",
-        "",
-        markdown_table(
-            ["model", *CAPTION_KEYS], [[row, *vals.values()] for row, vals in report["captioning"].items()]
-        ),
-        "",
-        "## GQA short-answer accuracy, % (test split)",
-        "",
-        markdown_table(
-            ["model", "no context", "gold caption", "own caption"],
-            [[row, *vals.values()] for row, vals in report["gqa"].items()],
-        ),
-        "",
-        f"Blind baselines (fitted on train): majority answer ({report['baselines']['majority_answer']!r}) "
-        f"{report['baselines']['majority']}%, question only {report['baselines']['question_only']}%.",
-        "",
-        "## Q-Former token / vocabulary similarity (max cosine to any word embedding)",
-        "",
-        markdown_table(
-            ["against", "mean", "median", "max", "fraction > 0.5"],
-            [
-                [name, s.get("mean"), s.get("median"), s.get("max"), s.get("frac_above_0.5")]
-                for name, s in report["similarity"].items()
-            ],
-        ),
-        "",
-        "![similarity](similarity.png) ![gqa](gqa_context.png)",
-        "",
-        "## Trainable parameters",
-        "",
-        markdown_table(["model", "trainable"], [[k, v] for k, v in report["trainable_parameters"].items()]),
-        "",
-        "## Timings (s)",
-        "",
-        markdown_table(["stage", "seconds"], [[k, v] for k, v in report["timings"].items()]),
-        "",
-        "Notes: `blip2-source` is the zoo's BLIP-2 through the plain BLIP-2 evaluation path (LAVIS prompts); its",
-        "trainable count is what its captioning training tuned. Caption metrics shown as empty were unavailable",
-        "(see `eval/report.json` notes). Greedy decoding throughout.",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def quickstart(
@@ -316,11 +268,13 @@ def quickstart(
     from vict.eval.blip2_baseline import Blip2Baseline
     from vict.eval.captioning import CAPTION_METRICS, FAST_CAPTION_METRICS
     from vict.eval.similarity import plot_similarity_histogram
+    from vict.eval.text_retention import text_retention
     from vict.inference import VictEngine
     from vict.inference.blip2 import Blip2Engine
-    from vict.recipes.evaluate import evaluate_model
+    from vict.recipes.evaluate import auto_threads, evaluate_model
     from vict.recipes.train import train
-    from vict.zoo import build_zoo
+    from vict.zoo import resolve_zoo
+    from vict.zoo.probe import probe_vpg
 
     if isinstance(preset, str):
         if preset not in PRESETS:
@@ -334,12 +288,13 @@ def quickstart(
     world = out / "world"
     clock = StageClock(p.stage_eta_s(), printer)
     rows = p.rows
+    settings = gqa_settings()
 
     def make_world() -> None:
         generate_world(world, images=p.world_images, seed=seed, overwrite=True)
 
     clock.run("world", make_world)
-    zoo = clock.run("zoo", lambda: build_zoo(world, out, p.zoo, seed=seed, progress=printer))
+    zoo = clock.run("zoo", lambda: resolve_zoo(p.zoo, out / "zoo", progress=printer))
 
     finals: dict[str, Path] = {}
     for method in p.methods:
@@ -373,11 +328,36 @@ def quickstart(
                 split="test",
                 out_dir=out / "eval",
                 caption_metrics=metrics,
+                settings=settings,
                 sentence=False,  # not in the paper's tables; `vict eval` reports it
             )
         return reports, engines
 
     reports, engines = clock.run("eval", evaluate_all)
+
+    def retention() -> dict[str, dict[str, float]]:
+        # The test split as text in the form the zoo pretrained its LMs on. No row for the source BLIP-2: it has no
+        # delta to switch off (its LM is either frozen or tuned by captioning, with no pretrained copy kept).
+        texts = heldout_texts(world)
+        kept, before = {}, torch.get_num_threads()
+        try:
+            for row in rows[1:]:
+                # the evaluation's thread policy: one thread for a tiny model (measured 12x faster than two here)
+                torch.set_num_threads(auto_threads(engines[row]) or before)
+                kept[row] = {k: round(v, 4) for k, v in text_retention(engines[row].model, texts).items()}
+        finally:
+            torch.set_num_threads(before)
+        return kept
+
+    retained = clock.run("text retention", retention)
+
+    def run_probe() -> dict[str, Any]:
+        result = probe_vpg(zoo.blip2_dir, world, seed=seed)
+        result.pop("seconds")  # the stage's time is in timings; the report's numbers stay run-independent
+        result["probe"].pop("vpg", None)  # the zoo's path: in config.zoo
+        return result
+
+    probe = clock.run("probe", run_probe)
 
     def similarity() -> dict[str, Any]:
         from PIL import Image
@@ -416,10 +396,15 @@ def quickstart(
         trainable = {SOURCE_ROW: zoo.manifest()["blip2"]["trained_parameters"]}
         for row in rows[1:]:
             trainable[row] = int(engines[row].model.trainable_parameters_by_part()["trainable"])
+        gqa = {row: gqa_row(reports[row], settings) for row in rows}
         report = {
             "captioning": {row: caption_row(reports[row]) for row in rows},
-            "gqa": {row: gqa_row(reports[row]) for row in rows},
+            "gqa": gqa,
+            "gqa_by_type": {row: gqa_by_type_row(reports[row], settings) for row in rows},
+            "gqa_type_counts": gqa_type_counts([reports[row] for row in rows]),
+            "gqa_distractor_drop": {row: distractor_drop(gqa[row]) for row in rows},
             "baselines": baselines,
+            "text_retention": retained,
             "similarity": sim,
             "trainable_parameters": trainable,
             "timings": {},
@@ -434,7 +419,11 @@ def quickstart(
                 },
                 "caption_metrics": list(metrics),
             },
-            "zoo_quality": zoo.manifest()["blip2"]["quality_val"],
+            "zoo_quality": {
+                "probe": probe,
+                "vision_pretraining": zoo.manifest().get("vision", {}).get("held_out_cell_accuracy"),
+                "blip2_captioning": zoo.manifest()["blip2"]["quality_val"],
+            },
         }
         plot_gqa(report["gqa"], baselines, out / "gqa_context.png")
         return report
@@ -446,18 +435,71 @@ def quickstart(
     return report
 
 
+def quickstart_seeds(
+    out: Path,
+    preset: str | QuickstartPreset = "default",
+    seeds: Sequence[int] = (0, 1, 2),
+    printer: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run ``quickstart`` once per seed into ``out/seed-<k>/`` (each a complete single-seed run), then write
+    ``out/report.json`` and ``out/report.md``: every number as ``{"mean", "std"}`` over the seeds (sample std,
+    ``quickstart_report.aggregate``), ``seeds`` and ``per_seed`` (``{seed: path of its report.json}``).
+
+    Returns the aggregated report.
+    """
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {seeds}: give distinct seeds, e.g. --seeds 0,1,2")
+    out = Path(out)
+    reports, paths = {}, {}
+    for k in seeds:
+        printer(f"== seed {k} ({seeds.index(k) + 1}/{len(seeds)}) into {out / f'seed-{k}'}")
+        reports[k] = quickstart(out / f"seed-{k}", preset, seed=k, printer=printer)
+        paths[k] = out / f"seed-{k}" / "report.json"
+    report = aggregate_seeds(reports, paths)
+    plot_gqa(report["gqa"], report["baselines"], out / "gqa_context.png")
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(markdown(report))
+    return report
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (the ``--seeds`` argument); an ``argparse`` error names the bad value."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected distinct comma-separated integers, e.g. 0,1,2")
+    return seeds
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register ``--out``, ``--preset`` and ``--seed``."""
+    """Register ``--out``, ``--preset`` and either ``--seed`` or ``--seeds``."""
     parser.add_argument("--out", default="vict-quickstart", help="output folder (default: ./vict-quickstart)")
     parser.add_argument(
         "--preset", default="default", choices=sorted(PRESETS), help="fast (~3-4 min) or default (~10 min)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the world, the zoo and the trainings")
+    seed = parser.add_mutually_exclusive_group()
+    seed.add_argument(
+        "--seed", type=int, default=None, help="seed of the world, the zoo and the trainings (default 0)"
+    )
+    seed.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=None,
+        help="several seeds, e.g. 0,1,2: one full run per seed into OUT/seed-<k>/, then mean ± sample std "
+        "in OUT/report.md and OUT/report.json (not with --seed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the quickstart and print the report's tables."""
-    report = quickstart(Path(args.out), args.preset, args.seed)
+    """Run the quickstart (once, or once per seed of ``--seeds``) and print the report's tables."""
+    out = Path(args.out)
+    if args.seeds is not None:
+        report = quickstart_seeds(out, args.preset, args.seeds)
+    else:
+        report = quickstart(out, args.preset, 0 if args.seed is None else args.seed)
     print(markdown(report))
-    print(f"wrote {Path(args.out) / 'report.md'} and {Path(args.out) / 'report.json'}")
+    print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
     return 0

@@ -1,0 +1,174 @@
+"""The quickstart's report: rows from hand-made ``evaluate_model`` reports (any set of GQA settings), the
+aggregation over seeds (mean, sample std, mismatches), the markdown tables, and ``--seed`` / ``--seeds``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from vict.cli import main
+from vict.recipes import quickstart as qs
+from vict.recipes import quickstart_report as rep
+
+
+def _eval_report(acc: dict[str, float], by_type: bool = True) -> dict:
+    """A hand-made ``evaluate_model`` report: GQA accuracy per setting, types only when ``by_type``."""
+    gqa = {}
+    for setting, a in acc.items():
+        gqa[setting] = {"vqa": {"accuracy": a}, "official": {"accuracy": a - 1}}
+        if by_type:
+            gqa[setting]["by_type"] = {
+                "structural/verify": {"accuracy": a + 1.004, "count": 4},
+                "semantic/attr": {"accuracy": a - 2, "count": 6},
+                "detailed/color": {"accuracy": 50.0, "count": 3},
+                "binary": {"accuracy": a, "count": 4},
+                "open": {"accuracy": a, "count": 6},
+            }
+    return {"caption": {"BLEU-1": 51.234, "CIDEr": 12.0, "METEOR": None}, "gqa": gqa}
+
+
+def test_rows_take_every_setting_and_a_missing_one_is_none() -> None:
+    settings = ("none", "caption", "self", "qa", "dense", "distractor")
+    report = _eval_report({"none": 40.0, "caption": 45.5, "distractor": 31.25})
+    row = rep.gqa_row(report, settings)
+    assert row == {"none": 40.0, "caption": 45.5, "self": None, "qa": None, "dense": None, "distractor": 31.25}
+    assert rep.distractor_drop(row) == -8.75
+    assert rep.distractor_drop(rep.gqa_row(report, ("none", "caption"))) is None
+    by_type = rep.gqa_by_type_row(report, settings)
+    assert by_type["self"] is None and by_type["none"]["structural/verify"] == 41.0
+    assert list(by_type["caption"]) == ["structural/verify", "semantic/attr", "detailed/color", "binary", "open"]
+    # an evaluation without types (before evaluate_model scored them): every setting is None, no counts
+    old = _eval_report({"none": 40.0}, by_type=False)
+    assert rep.gqa_by_type_row(old, ("none",)) == {"none": None}
+    assert rep.gqa_type_counts([old]) == {}
+    assert rep.gqa_type_counts([old, report])["semantic/attr"] == 6
+    assert rep.caption_row(report) == {
+        "BLEU-1": 51.23,
+        "BLEU-4": None,
+        "METEOR": None,
+        "ROUGE-L": None,
+        "CIDEr": 12.0,
+        "SPICE": None,
+    }
+
+
+def test_aggregate_mean_and_sample_std_of_nested_numbers() -> None:
+    reports = [
+        {"gqa": {"a": {"none": 10.0, "self": None}}, "n": 3, "name": "x", "ans": "yes", "ok": True, "m": None},
+        {"gqa": {"a": {"none": 20.0, "self": 5.0}}, "n": 3, "name": "x", "ans": "no", "ok": True, "m": None},
+        {"gqa": {"a": {"none": 60.0, "self": 7.0}}, "n": 6, "name": "x", "ans": "yes", "ok": True, "m": None},
+    ]
+    out = rep.aggregate(reports)
+    none = out["gqa"]["a"]["none"]
+    assert none["mean"] == 30.0
+    assert math.isclose(none["std"], math.sqrt(((10 - 30) ** 2 + (20 - 30) ** 2 + (60 - 30) ** 2) / 2))  # n - 1
+    assert out["gqa"]["a"]["self"] == {"mean": 6.0, "std": math.sqrt(2.0), "n": 2}  # None in one seed
+    assert out["n"] == {"mean": 4.0, "std": math.sqrt(3.0)}
+    assert out["name"] == "x" and out["ok"] is True and out["m"] is None  # equal non-numbers are kept
+    assert out["ans"] == {"per_seed": ["yes", "no", "yes"]}  # differing ones are listed
+    assert rep.aggregate([{"x": 2.5}]) == {"x": {"mean": 2.5, "std": None}}  # one seed: no std
+
+
+def test_aggregate_refuses_reports_of_different_shapes() -> None:
+    with pytest.raises(ValueError, match=r"report\.gqa\.a: the reports do not have the same keys.*\{1: \['self'\]\}"):
+        rep.aggregate([{"gqa": {"a": {"none": 1.0, "self": 2.0}}}, {"gqa": {"a": {"none": 1.0}}}])
+    with pytest.raises(ValueError, match=r"report\.x: a dict in some reports but not in others"):
+        rep.aggregate([{"x": {"y": 1}}, {"x": 2}])
+    with pytest.raises(ValueError, match=r"report\.x: a number in some reports and not in others"):
+        rep.aggregate([{"x": 1.0}, {"x": "one"}])
+    with pytest.raises(ValueError, match="nothing to aggregate"):
+        rep.aggregate([])
+
+
+def _single(seed: int, none: float) -> dict:
+    settings = ("none", "caption", "distractor")
+    evals = {row: _eval_report({"none": none, "caption": none + 5, "distractor": none - 10}) for row in ("m1", "m2")}
+    gqa = {row: rep.gqa_row(r, settings) for row, r in evals.items()}
+    return {
+        "captioning": {row: rep.caption_row(r) for row, r in evals.items()},
+        "gqa": gqa,
+        "gqa_by_type": {row: rep.gqa_by_type_row(r, settings) for row, r in evals.items()},
+        "gqa_type_counts": rep.gqa_type_counts(list(evals.values())),
+        "gqa_distractor_drop": {row: rep.distractor_drop(gqa[row]) for row in gqa},
+        "baselines": {"majority": 10.0, "majority_answer": "yes", "question_only": 30.0 + seed},
+        "text_retention": {"m2": {"ppl_base": 5.0, "ppl_tuned": 5.5 + seed}},
+        "similarity": {"source_lm": {"mean": 0.1, "median": 0.1, "max": 0.5, "frac_above_0.5": 0.0}},
+        "trainable_parameters": {"m1": 100, "m2": 10},
+        "timings": {"total": 1.0 + seed},
+        "config": {"preset": "custom", "seed": seed, "world_images": 40, "zoo": {"dir": f"z{seed}"}},
+    }
+
+
+def test_seed_report_and_markdown(tmp_path: Path) -> None:
+    single = _single(0, 40.0)
+    md = rep.markdown(single)
+    assert "| model | no context | gold caption | distractor | distractor - none |" in md.replace("  ", "")
+    assert "| m1    | 40.00      | 45.00        | 30.00      | -10.00" in md
+    assert "structural/verify" in md and "detailed/color" not in md  # detailed types: JSON only
+    assert "| m2    | 5.000" in md and "seed 0" in md
+
+    other = _single(1, 50.0)  # seed 1's small test split has no `detailed/color` question
+    del other["gqa_type_counts"]["detailed/color"]
+    for per_setting in other["gqa_by_type"].values():
+        for accs in per_setting.values():
+            del accs["detailed/color"]
+    seeds = rep.aggregate_seeds({0: single, 1: other}, {0: "o/seed-0/report.json", 1: "o/seed-1/r"})
+    assert seeds["gqa_by_type"]["m1"]["none"]["detailed/color"] == {"mean": 50.0, "std": None, "n": 1}
+    assert seeds["gqa_type_counts"]["semantic/attr"] == {"mean": 6.0, "std": 0.0}
+    assert seeds["seeds"] == [0, 1] and seeds["per_seed"] == {"0": "o/seed-0/report.json", "1": "o/seed-1/r"}
+    assert seeds["gqa"]["m1"]["none"] == {"mean": 45.0, "std": math.sqrt(50.0)}
+    assert seeds["gqa_distractor_drop"]["m1"] == {"mean": -10.0, "std": 0.0}
+    assert seeds["text_retention"]["m2"]["ppl_tuned"] == {"mean": 6.0, "std": math.sqrt(0.5)}
+    assert seeds["config"]["preset"] == "custom" and "zoo" not in seeds["config"] and "seed" not in seeds["config"]
+    md = rep.markdown(seeds)
+    assert "seeds 0, 1" in md and "45.00 ± 7.07" in md and "![similarity](seed-0/similarity.png)" in md
+    rep.plot_gqa(seeds["gqa"], seeds["baselines"], tmp_path / "agg.png")
+    rep.plot_gqa(single["gqa"], single["baselines"], tmp_path / "one.png")
+    assert (tmp_path / "agg.png").stat().st_size > 1000 and (tmp_path / "one.png").stat().st_size > 1000
+
+
+def test_seed_arguments(capsys: pytest.CaptureFixture) -> None:
+    assert qs.parse_seeds("0,1, 2") == [0, 1, 2]
+    for bad in ("0,a", "1,1", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="comma-separated integers"):
+            qs.parse_seeds(bad)
+    with pytest.raises(SystemExit) as exc:
+        main(["quickstart", "--seed", "1", "--seeds", "0,1"])
+    assert exc.value.code == 2
+    assert "argument --seeds: not allowed with argument --seed" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="distinct seeds"):
+        qs.quickstart_seeds(Path("unused"), "fast", [1, 1])
+
+
+def test_seeds_run_one_full_quickstart_per_seed_then_aggregate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    calls = []
+
+    def fake_quickstart(out: Path, preset: str, seed: int = 0, printer=print) -> dict:
+        calls.append((Path(out), preset, seed))
+        report = _single(seed, 40.0 + 10 * seed)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "report.json").write_text(json.dumps(report))
+        return report
+
+    monkeypatch.setattr(qs, "quickstart", fake_quickstart)
+    assert main(["quickstart", "--out", str(tmp_path), "--preset", "fast", "--seeds", "0,2"]) == 0
+    assert calls == [(tmp_path / "seed-0", "fast", 0), (tmp_path / "seed-2", "fast", 2)]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["seeds"] == [0, 2]
+    assert report["per_seed"] == {
+        "0": str(tmp_path / "seed-0" / "report.json"),
+        "2": str(tmp_path / "seed-2" / "report.json"),
+    }
+    assert report["gqa"]["m1"]["none"] == {"mean": 50.0, "std": math.sqrt(200.0)}
+    assert "50.00 ± 14.14" in (tmp_path / "report.md").read_text() and "50.00 ± 14.14" in capsys.readouterr().out
+    assert (tmp_path / "gqa_context.png").stat().st_size > 1000
+
+    calls.clear()  # one seed (--seed, default 0): the plain single-seed run into OUT
+    assert main(["quickstart", "--out", str(tmp_path / "one"), "--preset", "fast"]) == 0
+    assert calls == [(tmp_path / "one", "fast", 0)]
