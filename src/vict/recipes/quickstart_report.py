@@ -241,6 +241,19 @@ def gqa_by_type_table(report: Mapping[str, Any]) -> str:
     return _table(["model", "type", "n", *(SETTING_TITLES.get(s, s) for s in settings)], rows, digits=1)
 
 
+def probe_table(report: Mapping[str, Any]) -> str:
+    """``zoo_quality.probe``: the attentive probe, the linear probe and chance, for each attribute."""
+    probe = (report.get("zoo_quality") or {}).get("probe")
+    if not probe:
+        return "(no probe in this report)"
+    scores = ("colour", "shape", "size", "position")
+    rows = [[f"{probe.get('probe', {}).get('kind', 'probe')} (held out)", *(probe.get(k) for k in scores)]]
+    if probe.get("linear"):
+        rows.append(["linear (held out)", *(probe["linear"].get(k) for k in scores)])
+    rows.append(["chance (majority class)", *(probe.get("chance", {}).get(k) for k in scores)])
+    return _table(["probe", *scores], rows)
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     """``report.md`` of a single-seed or a multi-seed (``aggregate_seeds``) report: captioning, GQA by context
     setting and by question type, baselines, text retention, similarity, trainable parameters and timings."""
@@ -260,7 +273,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         "# vict quickstart: the paper in miniature",
         "",
         f"Preset `{cfg['preset']}`, {run}. These numbers come from the procedurally generated miniature world "
-        f"({cfg['world_images']} images of coloured shapes) and the tiny models `vict` built from it, not from "
+        f"({cfg['world_images']} images of coloured shapes) and the tiny models of `vict`'s miniature zoo, not from "
         "COCO/GQA.",
         "",
         "## Captioning (test split, x100)",
@@ -277,6 +290,10 @@ def markdown(report: Mapping[str, Any]) -> str:
         "### By question type, %",
         "",
         gqa_by_type_table(report),
+        "",
+        "## The frozen VPG, probed (test split, %)",
+        "",
+        probe_table(report),
         "",
         "## Text retention (held-out world text, perplexity of the target LM)",
         "",
