@@ -32,6 +32,8 @@ from vict.data.records import QA, ImageRecord
 KINDS: tuple[str, ...] = ("cap", "qa", "qa_cap", "cap_qa", "qa_qa")
 STYLES: tuple[str, ...] = ("short", "sentence")
 DEFAULT_TEMPLATES_PATH = Path(__file__).parent / "templates" / "default.yaml"
+MINIATURE_TEMPLATES_PATH = Path(__file__).parent / "templates" / "miniature.yaml"
+"""The quickstart's templates: prompts ending like the miniature zoo's LM pretraining text (see the file)."""
 DEFAULT_RATIOS: dict[str, float] = dict.fromkeys(KINDS, 0.2)
 DEFAULT_STYLE_RATIOS: dict[str, float] = {"short": 0.5, "sentence": 0.5}
 

@@ -186,6 +186,7 @@ class StageClock:
 def train_config(preset: QuickstartPreset, method: str, world: Path, zoo: Any, out: Path, seed: int) -> dict[str, Any]:
     """The VICT training config (a ``vict.config`` dict) of one row: the zoo's BLIP-2 as frozen VPG, the
     zoo's LLaMA as target LM, the method's settings and learning rate from its ``quickstart_recipe``."""
+    from vict.data.prompts import MINIATURE_TEMPLATES_PATH
     from vict.registry import get_method
 
     llm_config = json.loads((Path(zoo.target_lm_dir) / "config.json").read_text())
@@ -203,7 +204,14 @@ def train_config(preset: QuickstartPreset, method: str, world: Path, zoo: Any, o
             "frozen_dtype": "float32",
         },
         "method": {"type": method, **recipe["settings"]},
-        "data": {"world": str(world), "train_split": "train", "val_split": "val", "max_length": 128},
+        # prompts ending like the zoo LMs' own question-answer text (the file says why; docs/tuning.md measures it)
+        "data": {
+            "world": str(world),
+            "train_split": "train",
+            "val_split": "val",
+            "max_length": 128,
+            "templates": str(MINIATURE_TEMPLATES_PATH),
+        },
         "train": {
             "output_dir": str(out),
             "seed": seed,
