@@ -3,7 +3,7 @@
 - default tier: a micro run (40-image world, micro zoo, a few VICT steps) through the real CLI; the report has
   every key the issue lists (every GQA setting, by type, text retention), the files exist, the text-retention
   base is the zoo's target LM, and a second run with the same seed gives the same numbers;
-- slow tier (`pytest -m slow`): the default preset (~10 min), asserting the learned effects measured on it.
+- slow tier (`pytest -m slow`): the default preset (~4 min), asserting the targets its measured run reached.
 """
 
 from __future__ import annotations
@@ -131,27 +131,35 @@ def test_cli_rejects_unknown_preset(capsys: pytest.CaptureFixture) -> None:
 
 @pytest.mark.slow
 def test_default_preset_learns(tmp_path: Path) -> None:
-    """The default preset through the real CLI: every key, and exactly the effects its measured run showed.
+    """The default preset through the real CLI: every key, and the targets its measured run reached.
 
-    Measured (seed 0, 2 CPU cores, idle machine, 568 s in all: zoo 311 s, VICT-LoRA 128 s, LLaMA-Adapter 84 s,
-    eval 41 s):
-    - zoo BLIP-2: colour-token accuracy 73.9% (chance 17%), captioning CIDEr 90.1 vs 26.9 untrained;
-    - GQA without context: VICT-LoRA 36.0%, LLaMA-Adapter 3.8%, majority answer 10.0%, question only 35.7%;
-    - GQA with gold / own caption: VICT-LoRA 35.7% / 35.8%, so context did not help at this size.
-    Not shown, so not asserted: VICT above the question-only baseline, context helping, VICT captions (CIDEr
-    25.3 LoRA, 33.3 adapter) far above the untrained BLIP-2's image-blind caption (26.9)."""
+    Measured (seed 0, 2 CPU cores, 214 s in all; seed 1 in brackets):
+    - the shipped zoo's VPG, attentive probe on the test split: colour 100, shape 98.8 (99.2), size 100,
+      position 100 (chance 15 / 26 / 47 / 50); its BLIP-2's captions CIDEr 280 (266);
+    - GQA without context: VICT-LoRA 41.8 (40.5), VICT-LLaMA-Adapter 38.5 (35.8), source BLIP-2 31.8 (33.2),
+      question only 35.7 (34.8), majority answer 10.0 (11.5);
+    - text retention: the target LM's held-out perplexity 2.10 rises to 4.53 with the LoRA delta, 2.43 with
+      LLaMA-Adapter's.
+    Not reached, so not asserted (docs/tuning.md says why): VICT 25 points above question only, the dense-caption
+    oracle near 90%, VICT captions near the source BLIP-2's CIDEr."""
     assert main(["quickstart", "--out", str(tmp_path), "--preset", "default", "--seed", "0"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     _check_keys(report)
-    zoo, gqa, base = report["zoo_quality"], report["gqa"], report["baselines"]
-    # the zoo's BLIP-2 learnt to see: colours far above chance (1/6) and captions far above its untrained self
-    assert zoo["trained"]["token_accuracy"]["colour"] > 50, zoo["trained"]["token_accuracy"]
-    assert report["captioning"]["blip2-source"]["CIDEr"] > zoo["untrained"]["cider"] + 30, report["captioning"]
-    # VICT-LoRA on the new LM answers far better than always giving the most frequent answer (36.0 vs 10.0) ...
-    assert gqa["vict-lora"]["none"] > base["majority"] + 20, gqa
-    # ... and on par with the question-only baseline (36.0 vs 35.7): the bound catches a regression below it
-    assert gqa["vict-lora"]["none"] > base["question_only"] - 3, (gqa, base)
-    # LoRA far above LLaMA-Adapter on this 2-layer LM (36.0 vs 3.8)
-    assert gqa["vict-lora"]["none"] > gqa["vict-llama_adapter"]["none"] + 20, gqa
+    gqa, base, probe = report["gqa"], report["baselines"], report["zoo_quality"]["probe"]
+    # the VPG that VICT transfers sees every attribute of every object (issue target: >= 95 each)
+    for score in ("colour", "shape", "size", "position"):
+        assert probe[score] >= 95, (score, probe)
+    # its BLIP-2 captions (issue target: CIDEr >= 1.00, 100 in the x100 tables)
+    assert report["captioning"]["blip2-source"]["CIDEr"] >= 100, report["captioning"]
+    for row in ("vict-lora", "vict-llama_adapter"):
+        # VICT on the new LLM beats the source BLIP-2 without context (the paper's Table 2) ...
+        assert gqa[row]["none"] >= gqa["blip2-source"]["none"], gqa
+        # ... and answers far better than always giving the most frequent answer; LLaMA-Adapter answers now
+        assert gqa[row]["none"] > base["majority"] + 20, (row, gqa, base)
+        # the delta costs the target LM some of its text (measured, both rows)
+        retention = report["text_retention"][row]
+        assert retention["ppl_tuned"] > retention["ppl_base"], (row, retention)
+    # VICT-LoRA above the question-only guess (measured +6.2 and +5.7 points on seeds 0 and 1)
+    assert gqa["vict-lora"]["none"] > base["question_only"] + 3, (gqa, base)
     # the issue's budget for the default preset
     assert report["timings"]["total"] < 15 * 60, report["timings"]
