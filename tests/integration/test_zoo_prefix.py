@@ -23,7 +23,7 @@ def test_a_build_prefix_reproduces_the_shipped_first_losses(tmp_path: Path) -> N
     shipped = shipped_zoo("default")
     recorded = shipped.manifest()["first_losses"]
     prefix = build_zoo(tmp_path, "default", seed=0, progress=quiet, max_steps=PREFIX, reference=shipped)
-    assert prefix.key == shipped.manifest()["key"]  # the same config and seed as the shipped build
+    assert prefix.manifest()["key"] == shipped.manifest()["key"]  # the same config and seed as the shipped build
     got = prefix.manifest()["first_losses"]
     assert set(got) == set(recorded) == {"source_lm", "target_lm", "vision", "qformer", "blip2"}
     # every stage but the generative one, which starts from the stage-1 Q-Former that no build keeps (the full
