@@ -116,8 +116,8 @@ PRESETS: dict[str, QuickstartPreset] = {
         eta_s={
             "world": 3,
             "zoo": 2,
-            "train": 22,
-            "eval": 45,
+            "train": 25,
+            "eval": 15,
             "text retention": 2,
             "probe": 10,
             "similarity": 3,
@@ -136,8 +136,8 @@ PRESETS: dict[str, QuickstartPreset] = {
         eta_s={
             "world": 4,
             "zoo": 2,
-            "train": 100,
-            "eval": 150,
+            "train": 90,
+            "eval": 40,
             "text retention": 5,
             "probe": 15,
             "similarity": 5,
