@@ -50,8 +50,8 @@ from vict.recipes.quickstart_report import (
 from vict.settings import help_field
 
 EPILOG = """examples:
-  vict quickstart --preset fast                 # about 3 minutes on 2 CPU cores (CI uses this)
-  vict quickstart                               # the default preset: about 10 minutes on 2 idle CPU cores, clearer effects
+  vict quickstart --preset fast                 # about 70 s on 2 CPU cores (CI uses this)
+  vict quickstart                               # the default preset: about 4 minutes on 2 idle CPU cores, clearer effects
   vict quickstart --out runs/qs --seed 1        # another seed (of the world and the trainings; the zoo is shipped)
   vict quickstart --preset fast --seeds 0,1,2   # three seeds into DIR/seed-<k>/, then mean ± std in DIR/report.md
 
@@ -486,7 +486,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register ``--out``, ``--preset`` and either ``--seed`` or ``--seeds``."""
     parser.add_argument("--out", default="vict-quickstart", help="output folder (default: ./vict-quickstart)")
     parser.add_argument(
-        "--preset", default="default", choices=sorted(PRESETS), help="fast (~3-4 min) or default (~10 min)"
+        "--preset", default="default", choices=sorted(PRESETS), help="fast (~70 s) or default (~4 min)"
     )
     seed = parser.add_mutually_exclusive_group()
     seed.add_argument(
