@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ask": ("vict.recipes.ask_cli", "ask a trained checkpoint a question, with or without context"),
     "analyze": ("vict.eval.analyze_cli", "Q-Former token / LLM vocabulary similarity analysis"),
     "methods": ("vict.methods.cli", "list the registered methods and connectors, with what each trains"),
+    "transfer": ("vict.transfer.cli", "VPGTrans: fit the word converter between two LMs' embedding spaces"),
     "zoo": ("vict.zoo.cli", "build the miniature model zoo, or check the shipped one's checksums"),
     "inspect": ("vict.models.cli", "build a model (named builder or checkpoint) and print its parts"),
     "validate": ("vict.config_cli", "load and validate a training config without running it"),

@@ -18,6 +18,7 @@ EXPECTED = [
     "ask",
     "analyze",
     "methods",
+    "transfer",
     "zoo",
     "inspect",
     "validate",

@@ -9,6 +9,7 @@ processor config, the shard index and the shards that hold them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -75,55 +76,81 @@ def load_vpg_tensors(source: str | Path) -> dict[str, torch.Tensor]:
     ``pytorch_model.bin`` files, memory-mapped) and returns only keys under ``vision_model.``, ``qformer.``
     and ``query_tokens``; language-model tensors are never read.
     """
-    index = read_json(source, SAFE_INDEX, required=False)
-    if index is not None:
-        return _load_sharded(source, index, safetensors=True)
-    single = _fetch(source, SAFE_SINGLE, required=False)
-    if single is not None:
-        return _read_safetensors(single)
-    index = read_json(source, BIN_INDEX, required=False)
-    if index is not None:
-        return _load_sharded(source, index, safetensors=False)
-    single = _fetch(source, BIN_SINGLE, required=False)
-    if single is not None:
-        return _read_bin(single)
-    raise FileNotFoundError(
-        f"{source}: no weights found (looked for {SAFE_SINGLE}, {SAFE_INDEX}, {BIN_SINGLE}, {BIN_INDEX}); "
-        "save the model with Blip2ForConditionalGeneration.save_pretrained(dir)"
-    )
-
-
-def _load_sharded(source: str | Path, index: dict, safetensors: bool) -> dict[str, torch.Tensor]:
-    weight_map: dict[str, str] = index.get("weight_map", {})
-    shards = sorted({shard for key, shard in weight_map.items() if canonical_vpg_key(key) is not None})
-    if not shards:
+    tensors = read_tensors(source, canonical_vpg_key)
+    if not tensors:
         raise ValueError(
-            f"{source}: the shard index lists no vision_model./qformer./query_tokens tensors; "
+            f"{source}: the checkpoint holds no vision_model./qformer./query_tokens tensors; "
             "is this a BLIP-2 checkpoint with its vision tower?"
         )
-    tensors: dict[str, torch.Tensor] = {}
-    for shard in shards:
-        path = _fetch(source, shard, required=True)
-        tensors.update(_read_safetensors(path) if safetensors else _read_bin(path))
     return tensors
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def checkpoint_keys(source: str | Path) -> list[str]:
+    """Every tensor name of a checkpoint (local directory or hub id), read from the shard index or the file
+    header; no tensor is read."""
+    index = read_json(source, SAFE_INDEX, required=False)
+    if index is not None:
+        return sorted(index.get("weight_map", {}))
+    single = _fetch(source, SAFE_SINGLE, required=False)
+    if single is not None:
+        from safetensors import safe_open
+
+        with safe_open(str(single), framework="pt", device="cpu") as handle:
+            return sorted(handle.keys())
+    index = read_json(source, BIN_INDEX, required=False)
+    if index is not None:
+        return sorted(index.get("weight_map", {}))
+    single = _fetch(source, BIN_SINGLE, required=False)
+    if single is not None:
+        return sorted(torch.load(single, map_location="cpu", weights_only=True, mmap=True))
+    raise _no_weights(source)
+
+
+def read_tensors(source: str | Path, rename: Callable[[str], str | None]) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint whose names ``rename`` maps to a name (``None``: not wanted), keyed by it.
+
+    Only the wanted tensors are read: with a shard index, only the shards that hold them are opened (for a hub id,
+    downloaded); in a safetensors file, only their bytes; ``pytorch_model.bin`` files are memory-mapped.
+    """
+    for index_name, safetensors in ((SAFE_INDEX, True), (BIN_INDEX, False)):
+        index = read_json(source, index_name, required=False)
+        if index is not None:
+            weight_map: dict[str, str] = index.get("weight_map", {})
+            shards = sorted({shard for key, shard in weight_map.items() if rename(key) is not None})
+            tensors: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                path = _fetch(source, shard, required=True)
+                tensors.update(_read_safetensors(path, rename) if safetensors else _read_bin(path, rename))
+            return tensors
+        single = _fetch(source, SAFE_SINGLE if safetensors else BIN_SINGLE, required=False)
+        if single is not None:
+            return _read_safetensors(single, rename) if safetensors else _read_bin(single, rename)
+    raise _no_weights(source)
+
+
+def _no_weights(source: str | Path) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{source}: no weights found (looked for {SAFE_SINGLE}, {SAFE_INDEX}, {BIN_SINGLE}, {BIN_INDEX}); "
+        "save the model with save_pretrained(dir)"
+    )
+
+
+def _read_safetensors(path: Path, rename: Callable[[str], str | None]) -> dict[str, torch.Tensor]:
     from safetensors import safe_open
 
     out: dict[str, torch.Tensor] = {}
     with safe_open(str(path), framework="pt", device="cpu") as handle:
         for key in handle.keys():  # noqa: SIM118 (safe_open handles are not iterable)
-            name = canonical_vpg_key(key)
+            name = rename(key)
             if name is not None:
                 out[name] = handle.get_tensor(key)
     return out
 
 
-def _read_bin(path: Path) -> dict[str, torch.Tensor]:
-    # mmap: the language-model tensors are mapped, never copied into memory.
+def _read_bin(path: Path, rename: Callable[[str], str | None]) -> dict[str, torch.Tensor]:
+    # mmap: the tensors not wanted are mapped, never copied into memory.
     state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return {name: t.clone() for key, t in state.items() if (name := canonical_vpg_key(key)) is not None}
+    return {name: t.clone() for key, t in state.items() if (name := rename(key)) is not None}
 
 
 def _fetch(source: str | Path, filename: str, required: bool) -> Path | None:

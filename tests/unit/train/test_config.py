@@ -33,6 +33,7 @@ def test_configs_are_shipped():
         "world/vict_llama_adapter.yaml",
         "llama7b/coco_gqa_vict_lora.yaml",
         "llama7b/coco_gqa_vict_llama_adapter.yaml",
+        "llama7b/coco_vpgtrans.yaml",
         "accelerate/ddp.yaml",
         "accelerate/fsdp.yaml",
         "accelerate/deepspeed_zero2.yaml",
@@ -62,7 +63,7 @@ def test_every_run_yaml_loads_and_validates(path: Path):
 
 
 def test_paper_configs_hold_the_vict_setting():
-    for path in (ROOT / "configs" / "llama7b").glob("*.yaml"):
+    for path in (ROOT / "configs" / "llama7b").glob("coco_gqa_vict_*.yaml"):
         cfg = load_config(path)
         assert cfg.model.builder == "hf" and cfg.model.vpg_source.startswith("Salesforce/blip2-")
         assert cfg.model.num_extra_queries == 32
@@ -71,6 +72,22 @@ def test_paper_configs_hold_the_vict_setting():
         if cfg.method.type == "lora":
             settings = cfg.method.settings
             assert (settings.r, settings.target_modules, cfg.train.lr) == (8, ["q_proj", "v_proj"], 1e-4)
+
+
+def test_the_vpgtrans_paper_config_holds_the_reference_recipe():
+    cfg = load_config(ROOT / "configs" / "llama7b" / "coco_vpgtrans.yaml")
+    assert cfg.model.vpg_source == "Salesforce/blip2-opt-2.7b" and cfg.model.num_extra_queries == 0
+    s = cfg.method.settings
+    assert (s.warmup_epochs, s.warmup_lr_scale, s.tune_ln_vision, s.qformer_init) == (1.0, 5.0, True, "pretrained")
+    assert cfg.connector.settings.init_weights.endswith("merged_projector.safetensors")
+    assert {k: v for k, v in cfg.data.normalised_ratios().items() if v} == {"cap": 1.0}
+    from vict.models.builders import paper_footprint
+
+    parts = paper_footprint({"type": "vpgtrans"}, 0)["counts"]["parts"]
+    # the reference's trainable set for blip2_opt: Q-Former query path + 32 queries, ln_vision, projector 768 -> 4096
+    assert parts["qformer"]["trainable"] == 105_162_240 and parts["qformer"]["frozen"] == 0
+    assert parts["connector"]["trainable"] == 768 * 4096 + 4096
+    assert parts["vision"]["trainable"] == 2 * 1408 and parts["llm"]["trainable"] == 0
 
 
 @pytest.mark.parametrize("path", ACCELERATE_YAMLS, ids=lambda p: p.name)
