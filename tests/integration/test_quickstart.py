@@ -31,6 +31,7 @@ MICRO = dataclasses.replace(
     batch_size=4,
     fast_caption_metrics=True,
     similarity_images=2,
+    transfer_eval_every=2,
 )
 
 
@@ -91,7 +92,26 @@ def _check_keys(report: dict) -> None:
         assert -1.0 <= stats["mean"] <= stats["max"] <= 1.0 and not math.isnan(stats["mean"])
     # VICT trains far fewer parameters than the BLIP-2 that made the VPG
     assert report["trainable_parameters"]["vict-lora"] < report["trainable_parameters"]["blip2-source"]
-    stages = ("world", "zoo", "train vict-lora", "train vict-llama_adapter", "eval", "text retention", "probe")
+    # VPGTrans: the converter fitted on the world's captions, both transfer curves, the speed-up (None: never beat)
+    transfer = report["transfer"]
+    assert transfer["converter"]["fit"]["cosine_train"] > transfer["converter"]["fit"]["cosine_before"]
+    assert transfer["warmup_steps"] > 0 and transfer["metric"].startswith("validation loss")
+    assert len(transfer["curves"]["vpgtrans"]) >= 2 and len(transfer["curves"]["scratch"]) >= 1
+    assert transfer["curves"]["vpgtrans"][0][0] <= transfer["warmup_steps"] < transfer["curves"]["vpgtrans"][-1][0]
+    assert set(transfer["steps_to_target"]) == {"scratch", "vpgtrans"} and "speedup" in transfer
+    # its LLM is frozen: no delta, the same text perplexity
+    ppl = report["text_retention"]["vict-vpgtrans"]
+    assert ppl["ppl_base"] == ppl["ppl_tuned"]
+    assert report["trainable_parameters"]["vict-vpgtrans"] > report["trainable_parameters"]["vict-lora"] / 10
+    stages = (
+        "world",
+        "zoo",
+        "train vict-lora",
+        "train vict-llama_adapter",
+        "train vict-vpgtrans",
+        "train vpg-scratch",
+    )
+    stages += ("eval", "text retention", "probe")
     for stage in (*stages, "total"):
         assert report["timings"][stage] >= 0
 
@@ -112,7 +132,7 @@ def test_micro_quickstart_report_and_same_seed_same_numbers(tmp_path: Path, caps
     for row, ppl in first["text_retention"].items():
         assert math.isclose(ppl["ppl_base"], own, rel_tol=1e-5), (row, ppl, own)
     assert first["text_retention"]["vict-lora"]["ppl_tuned"] != first["text_retention"]["vict-lora"]["ppl_base"]
-    for plot in ("similarity.png", "gqa_context.png"):
+    for plot in ("similarity.png", "gqa_context.png", "transfer.png"):
         assert (tmp_path / "a" / plot).stat().st_size > 1000
     assert first["config"]["zoo"]["reused"] is False
 

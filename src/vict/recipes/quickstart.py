@@ -81,7 +81,13 @@ class QuickstartPreset:
         "nominal seconds per stage on 2 busy CPU cores, for the time-left estimate ('train' is per method)"
     )
     methods: tuple[str, ...] = help_field(
-        "the methods trained and evaluated, one row each (vict-<method>)", default=("lora", "llama_adapter")
+        "the methods trained and evaluated, one row each (vict-<method>)",
+        default=("lora", "llama_adapter", "vpgtrans"),
+    )
+    transfer_eval_every: int = help_field(
+        "validation-loss interval (steps) of the vpgtrans row and its from-scratch baseline: the points of the "
+        "transfer curves and the speed-up",
+        default=50,
     )
     train_threads: int = help_field(
         "torch.set_num_threads of the VICT trainings (the zoo keeps its own, fixed for reproducibility; 2 threads "
@@ -98,10 +104,15 @@ class QuickstartPreset:
         """Nominal seconds of every stage, in order (one ``train vict-<method>`` stage per method)."""
         eta = dict(self.eta_s)
         trains = {f"train vict-{m}": eta["train"] for m in self.methods}
+        if "vpgtrans" in self.methods:
+            trains[TRANSFER_STAGE] = eta["train"]
         return {"world": eta["world"], "zoo": eta["zoo"], **trains, **{k: eta[k] for k in AFTER_TRAINING}}
 
 
 AFTER_TRAINING: tuple[str, ...] = ("eval", "text retention", "probe", "similarity", "report")
+SCRATCH_ROW = "vpg-scratch"
+TRANSFER_STAGE = f"train {SCRATCH_ROW}"
+"""The from-scratch baseline of VPGTrans's speed-up (a training, not a report row)."""
 
 PRESETS: dict[str, QuickstartPreset] = {
     "fast": QuickstartPreset(
@@ -113,6 +124,7 @@ PRESETS: dict[str, QuickstartPreset] = {
         num_extra_queries=8,
         fast_caption_metrics=True,
         similarity_images=20,
+        transfer_eval_every=20,
         eta_s={
             "world": 3,
             "zoo": 2,
@@ -183,27 +195,32 @@ class StageClock:
         return round(time.perf_counter() - self._start, 2)
 
 
-def train_config(preset: QuickstartPreset, method: str, world: Path, zoo: Any, out: Path, seed: int) -> dict[str, Any]:
+def train_config(
+    preset: QuickstartPreset,
+    method: str,
+    world: Path,
+    zoo: Any,
+    out: Path,
+    seed: int,
+    init_weights: Path | None = None,
+) -> dict[str, Any]:
     """The VICT training config (a ``vict.config`` dict) of one row: the zoo's BLIP-2 as frozen VPG, the
-    zoo's LLaMA as target LM, the method's settings and learning rate from its ``quickstart_recipe``."""
+    zoo's LLaMA as target LM, the method's settings and learning rate from its ``quickstart_recipe`` (which may also
+    set ``num_extra_queries`` and ``connector_lr``); ``init_weights``: the projection's start (VPGTrans's merged
+    projector)."""
     from vict.data.prompts import MINIATURE_TEMPLATES_PATH
-    from vict.registry import get_method
 
-    llm_config = json.loads((Path(zoo.target_lm_dir) / "config.json").read_text())
-    recipe = get_method(method).quickstart_recipe(llm_config)
-    if recipe is None:
-        raise ValueError(
-            f"method {method!r} has no quickstart recipe (Method.quickstart_recipe); drop it from methods"
-        )
+    recipe = method_recipe(method, zoo)
     return {
         "model": {
             "builder": "hf",
             "vpg_source": str(zoo.blip2_dir),
             "llm_source": str(zoo.target_lm_dir),
-            "num_extra_queries": preset.num_extra_queries,
+            "num_extra_queries": recipe.get("num_extra_queries", preset.num_extra_queries),
             "frozen_dtype": "float32",
         },
         "method": {"type": method, **recipe["settings"]},
+        **({"connector": {"type": "qformer_tokens", "init_weights": str(init_weights)}} if init_weights else {}),
         # prompts ending like the zoo LMs' own question-answer text (the file says why; docs/tuning.md measures it)
         "data": {
             "world": str(world),
@@ -218,12 +235,13 @@ def train_config(preset: QuickstartPreset, method: str, world: Path, zoo: Any, o
             "max_steps": preset.train_steps,
             "batch_size": preset.batch_size,
             "lr": recipe["lr"],
-            "connector_lr": preset.connector_lr,
+            "connector_lr": recipe.get("connector_lr", preset.connector_lr),
             "warmup_steps": max(1, preset.train_steps // 20),
             "schedule": "cosine",
             "save_every": 0,
-            "eval_every": 0,
-            "val_batches": 2,
+            # the transfer rows draw validation curves (VPGTrans's speed-up); the others validate at the end
+            "eval_every": preset.transfer_eval_every if recipe.get("transfer") else 0,
+            "val_batches": 4 if recipe.get("transfer") else 2,
             "sample_every": 0,
             "sample_count": 0,
             "log_every": 10,
@@ -232,6 +250,19 @@ def train_config(preset: QuickstartPreset, method: str, world: Path, zoo: Any, o
             "cache_vision_features": True,
         },
     }
+
+
+def method_recipe(method: str, zoo: Any) -> dict[str, Any]:
+    """The method's ``quickstart_recipe`` for the zoo's target LM (a clear error when it has none)."""
+    from vict.registry import get_method
+
+    llm_config = json.loads((Path(zoo.target_lm_dir) / "config.json").read_text())
+    recipe = get_method(method).quickstart_recipe(llm_config)
+    if recipe is None:
+        raise ValueError(
+            f"method {method!r} has no quickstart recipe (Method.quickstart_recipe); drop it from methods"
+        )
+    return recipe
 
 
 def heldout_texts(world: Path, split: str = "test") -> list[str]:
@@ -281,6 +312,8 @@ def quickstart(
     from vict.inference.blip2 import Blip2Engine
     from vict.recipes.evaluate import auto_threads, evaluate_model
     from vict.recipes.train import train
+    from vict.recipes.transfer import prepare_merged_projector, scratch_config, transfer_summary
+    from vict.transfer.texts import world_texts
     from vict.zoo import resolve_zoo
     from vict.zoo.probe import probe_vpg
 
@@ -305,19 +338,47 @@ def quickstart(
     zoo = clock.run("zoo", lambda: resolve_zoo(p.zoo, out / "zoo", progress=printer))
 
     finals: dict[str, Path] = {}
+    configs: dict[str, dict[str, Any]] = {}
+    transfer: dict[str, Any] = {}
+
+    def train_row(row: str, cfg_dict: dict[str, Any]) -> Path:
+        configs[row] = cfg_dict
+        result = train(config_from_dict(cfg_dict, source=f"quickstart {row}"))
+        if result.final_dir is None:
+            raise RuntimeError(
+                f"training of {cfg_dict['train']['output_dir']} stopped before the end ({result.stopped_by})"
+            )
+        return result.final_dir
+
     for method in p.methods:
         row = f"vict-{method}"
-        cfg = config_from_dict(
-            train_config(p, method, world, zoo, out / "runs" / row, seed), source=f"quickstart {row}"
-        )
+        is_transfer = bool(method_recipe(method, zoo).get("transfer"))
 
-        def run_training(cfg: Any = cfg) -> Path:
-            result = train(cfg)
-            if result.final_dir is None:
-                raise RuntimeError(f"training of {cfg.train.output_dir} stopped before the end ({result.stopped_by})")
-            return result.final_dir
+        def run_training(method: str = method, row: str = row, is_transfer: bool = is_transfer) -> Path:
+            init = None
+            if is_transfer:  # VPGTrans: the projector starts as word converter o the BLIP-2's projector
+                init, meta = prepare_merged_projector(
+                    zoo.blip2_dir,
+                    zoo.source_lm_dir,
+                    zoo.target_lm_dir,
+                    world_texts(world),
+                    out / "transfer",
+                    seed,
+                    texts_source="the world's train captions",
+                )
+                transfer["converter"] = {k: meta[k] for k in ("texts", "fit", "merge")}
+            return train_row(row, train_config(p, method, world, zoo, out / "runs" / row, seed, init_weights=init))
 
         finals[row] = clock.run(f"train {row}", run_training)
+        if is_transfer:
+
+            def run_scratch(row: str = row) -> None:
+                train_row(SCRATCH_ROW, scratch_config(configs[row], out / "runs" / SCRATCH_ROW))
+                transfer.update(
+                    transfer_summary(out / "runs" / row, out / "runs" / SCRATCH_ROW, plot=out / "transfer.png")
+                )
+
+            clock.run(TRANSFER_STAGE, run_scratch)
 
     metrics = FAST_CAPTION_METRICS if p.fast_caption_metrics else CAPTION_METRICS
 
@@ -415,6 +476,7 @@ def quickstart(
             "text_retention": retained,
             "similarity": sim,
             "trainable_parameters": trainable,
+            **({"transfer": transfer} if transfer else {}),
             "timings": {},
             "config": {
                 "preset": preset_name,
@@ -422,9 +484,7 @@ def quickstart(
                 "world_images": p.world_images,
                 "quickstart": asdict(p),
                 "zoo": {"key": zoo.key, "dir": str(zoo.root), "reused": zoo.reused, **zoo.manifest()["config"]},
-                "train": {
-                    f"vict-{m}": train_config(p, m, world, zoo, out / "runs" / f"vict-{m}", seed) for m in p.methods
-                },
+                "train": configs,
                 "caption_metrics": list(metrics),
             },
             "zoo_quality": {

@@ -254,6 +254,41 @@ def probe_table(report: Mapping[str, Any]) -> str:
     return _table(["probe", *scores], rows)
 
 
+def transfer_section(report: Mapping[str, Any]) -> list[str]:
+    """``report.md`` lines on VPGTrans's transfer (none when the run had no vpgtrans row)."""
+    t = report.get("transfer")
+    if not t:
+        return []
+    fit = t.get("converter", {}).get("fit", {})
+    steps = t.get("steps_to_target", {})
+
+    def num(x: Any, digits: int) -> str:
+        if x is None:
+            return "n/a"
+        return f"{x:.{digits}f}" if isinstance(x, float) else str(cell(x, digits))
+
+    speed = None if t.get("speedup") is None else num(t.get("speedup"), 2)
+    return [
+        "## VPG transfer (VPGTrans)",
+        "",
+        f"Word converter (source LM -> target LM embeddings, fitted on the world's train captions): mean cosine "
+        f"{num(fit.get('cosine_before'), 3)} at initialisation, {num(fit.get('cosine_train'), 3)} after fitting, "
+        f"{num(fit.get('cosine_held_out'), 3)} on held-out captions. The `vict-vpgtrans` row warms the merged "
+        f"projector up for {num(t.get('warmup_steps'), 0)} steps, then tunes Q-Former, queries and projector.",
+        "",
+        _table(
+            ["run", "steps to the target"],
+            [["from scratch (to its best)", steps.get("scratch")], ["VPGTrans (to beat it)", steps.get("vpgtrans")]],
+            digits=0,
+        ),
+        "",
+        f"Target: the from-scratch run's best {t.get('metric', 'validation score')}, {num(t.get('target'), 4)}. "
+        "Speed-up (scratch steps / VPGTrans steps, warm-up included): "
+        f"{speed or 'none (VPGTrans did not beat the target within its steps)'}. ![transfer](transfer.png)",
+        "",
+    ]
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     """``report.md`` of a single-seed or a multi-seed (``aggregate_seeds``) report: captioning, GQA by context
     setting and by question type, baselines, text retention, similarity, trainable parameters and timings."""
@@ -315,6 +350,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
         plots,
         "",
+        *transfer_section(report),
         "## Trainable parameters",
         "",
         _table(["model", "trainable"], [[k, v] for k, v in report["trainable_parameters"].items()], digits=0),

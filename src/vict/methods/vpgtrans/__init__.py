@@ -118,8 +118,17 @@ class VpgTrans(Method):
         return (warmup, joint)
 
     @classmethod
-    def quickstart_recipe(cls, llm_config: dict[str, Any]) -> dict[str, Any] | None:
-        return None
+    def quickstart_recipe(cls, llm_config: dict[str, Any]) -> dict[str, Any]:
+        # The reference's recipe at the miniature's scale: no extra queries (VPGTrans tunes the 16 originals), one
+        # base rate for Q-Former and projector (the zoo's BLIP-2 generative stage trained them at 1e-3), the
+        # warm-up at 5x it; the quickstart starts the projector from the merged converter init.
+        return {
+            "settings": {"warmup_epochs": 1.0, "warmup_lr_scale": 5.0, "tune_ln_vision": True},
+            "lr": 1e-3,
+            "connector_lr": 1e-3,
+            "num_extra_queries": 0,
+            "transfer": True,
+        }
 
     def describe(self) -> str:
         fields = dataclasses.asdict(self.settings)
