@@ -34,6 +34,8 @@ STYLES: tuple[str, ...] = ("short", "sentence")
 DEFAULT_TEMPLATES_PATH = Path(__file__).parent / "templates" / "default.yaml"
 MINIATURE_TEMPLATES_PATH = Path(__file__).parent / "templates" / "miniature.yaml"
 """The quickstart's templates: prompts ending like the miniature zoo's LM pretraining text (see the file)."""
+MINIATURE_FROZEN_LLM_TEMPLATES_PATH = Path(__file__).parent / "templates" / "miniature_frozen_llm.yaml"
+"""The same for rows whose LLM stays frozen (VPGTrans): captions follow the image tokens with no instruction."""
 DEFAULT_RATIOS: dict[str, float] = dict.fromkeys(KINDS, 0.2)
 DEFAULT_STYLE_RATIOS: dict[str, float] = {"short": 0.5, "sentence": 0.5}
 

@@ -208,9 +208,10 @@ def train_config(
     zoo's LLaMA as target LM, the method's settings and learning rate from its ``quickstart_recipe`` (which may also
     set ``num_extra_queries`` and ``connector_lr``); ``init_weights``: the projection's start (VPGTrans's merged
     projector)."""
-    from vict.data.prompts import MINIATURE_TEMPLATES_PATH
+    from vict.data.prompts import MINIATURE_FROZEN_LLM_TEMPLATES_PATH, MINIATURE_TEMPLATES_PATH
 
     recipe = method_recipe(method, zoo)
+    templates = MINIATURE_FROZEN_LLM_TEMPLATES_PATH if recipe.get("frozen_llm") else MINIATURE_TEMPLATES_PATH
     return {
         "model": {
             "builder": "hf",
@@ -227,7 +228,7 @@ def train_config(
             "train_split": "train",
             "val_split": "val",
             "max_length": 128,
-            "templates": str(MINIATURE_TEMPLATES_PATH),
+            "templates": str(templates),
         },
         "train": {
             "output_dir": str(out),

@@ -151,3 +151,13 @@ def test_stream_drops_records_with_nothing_to_build() -> None:
     assert len(stream) == 1 and stream.dropped == 1
     with pytest.raises(ValueError, match="none of the 1 records"):
         ExampleStream([empty], InstructionBuilder())
+
+
+def test_the_miniature_templates_load_and_the_frozen_llm_ones_caption_from_the_image_alone() -> None:
+    from vict.data.prompts import MINIATURE_FROZEN_LLM_TEMPLATES_PATH, MINIATURE_TEMPLATES_PATH
+
+    tuned, frozen = load_templates(MINIATURE_TEMPLATES_PATH), load_templates(MINIATURE_FROZEN_LLM_TEMPLATES_PATH)
+    assert frozen["cap"] == {"any": ["<image>"]} and tuned["cap"] != frozen["cap"]
+    assert {k: v for k, v in frozen.items() if k != "cap"} == {k: v for k, v in tuned.items() if k != "cap"}
+    for kind in ("qa", "cap_qa", "qa_qa"):  # answers follow "Short answer:", as in the zoo LMs' own text
+        assert all(t.endswith("Short answer:") for t in frozen[kind]["short"]), kind

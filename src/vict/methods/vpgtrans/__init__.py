@@ -128,6 +128,7 @@ class VpgTrans(Method):
             "connector_lr": 1e-3,
             "num_extra_queries": 0,
             "transfer": True,
+            "frozen_llm": True,
         }
 
     def describe(self) -> str:
