@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,18 @@ def test_micro_quickstart_report_and_same_seed_same_numbers(tmp_path: Path, caps
     for plot in ("similarity.png", "gqa_context.png", "transfer.png"):
         assert (tmp_path / "a" / plot).stat().st_size > 1000
     assert first["config"]["zoo"]["reused"] is False
+
+    # VPGTrans's ablations of this run, against its from-scratch curve
+    from vict.recipes.transfer import run_ablations
+
+    ablations = run_ablations(tmp_path / "a", ["no_converter"], printer=lambda line: None)
+    assert set(ablations) == {"vpgtrans_5x", "no_converter"}
+    assert ablations["no_converter"]["steps_to_target"]["scratch"] == first["transfer"]["steps_to_target"]["scratch"]
+    cfg = json.loads((tmp_path / "a" / "ablations" / "ablations.json").read_text())
+    assert len(cfg["curves"]["no_converter"]) >= 2
+    used = (tmp_path / "a" / "ablations" / "no_converter" / "warmup" / "config.yaml").read_text()
+    assert "init_weights: null" in used
+    shutil.rmtree(tmp_path / "a" / "ablations")
 
     # same folder, same seed: the zoo is reused and every number is the same
     again = qs.quickstart(tmp_path / "a", MICRO, seed=0, printer=lambda line: None)

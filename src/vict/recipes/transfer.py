@@ -92,3 +92,71 @@ def stage_curve_offset(run_dir: Path, stage: str = "warmup") -> int:
     """Optimiser steps of one stage of a staged run (0 when it did not run)."""
     records = read_metrics(Path(run_dir) / stage / "metrics.jsonl")
     return max((int(r["step"]) for r in records if "step" in r), default=0)
+
+
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "no_converter": {"connector.init_weights": None},
+    "no_warmup": {"method.warmup_epochs": 0},
+    "warmup_1x": {"method.warmup_lr_scale": 1.0},
+    "warmup_10x": {"method.warmup_lr_scale": 10.0},
+}
+"""VPGTrans's ablations (the paper's): each changes one thing of the ``vpgtrans`` run config (5x is the run)."""
+
+
+def ablation_config(cfg: dict[str, Any], overrides: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+    """``cfg`` (a ``vpgtrans`` run config dict) with dotted ``overrides`` and its own ``output_dir``."""
+    out = copy.deepcopy(cfg)
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".", 1)
+        if section == "connector" and value is None and key == "init_weights":
+            out["connector"] = {"type": "qformer_tokens", "init_weights": None}
+            continue
+        out.setdefault(section, {})[key] = value
+    out["train"]["output_dir"] = str(output_dir)
+    return out
+
+
+def run_ablations(quickstart_dir: Path, names: Sequence[str] | None = None, printer: Any = print) -> dict[str, Any]:
+    """Train VPGTrans's ablations of a quickstart run (its ``vict-vpgtrans`` config, against its ``vpg-scratch``
+    curve) into ``quickstart_dir/ablations/<name>/``; write ``ablations.json`` and ``transfer_ablations.png`` there.
+
+    Returns ``{name: {"speedup", "steps_to_target", "overrides"}}`` with the run itself as ``vpgtrans_5x``."""
+    import json
+
+    from vict.config import config_from_dict
+    from vict.recipes.train import train
+    from vict.transfer.speedup import plot_curves, speedup
+
+    root = Path(quickstart_dir)
+    report_path = root / "report.json"
+    if not report_path.is_file():
+        raise FileNotFoundError(
+            f"{report_path}: run `vict quickstart --out {root}` first (it trains the vpgtrans row)"
+        )
+    report = json.loads(report_path.read_text())
+    base = report.get("config", {}).get("train", {}).get("vict-vpgtrans")
+    if base is None:
+        raise ValueError(
+            f"{report_path}: no vict-vpgtrans row in this run; its preset must include the vpgtrans method"
+        )
+    unknown = sorted(set(names or ()) - set(ABLATIONS))
+    if unknown:
+        raise ValueError(f"unknown ablations {unknown}; choose from {sorted(ABLATIONS)}")
+    scratch = stage_curve(root / "runs" / "vpg-scratch")
+    curves = {"from scratch": scratch, "vpgtrans (5x warm-up)": stage_curve(root / "runs" / "vict-vpgtrans")}
+    results: dict[str, Any] = {
+        "vpgtrans_5x": speedup(scratch, curves["vpgtrans (5x warm-up)"], higher_is_better=False).to_dict()
+    }
+    out = root / "ablations"
+    for name in names or list(ABLATIONS):
+        cfg = ablation_config(base, ABLATIONS[name], out / name)
+        printer(f"ablation {name}: {ABLATIONS[name]}")
+        result = train(config_from_dict(cfg, source=f"ablation {name}"))
+        if result.final_dir is None:
+            raise RuntimeError(f"ablation {name} stopped before the end ({result.stopped_by})")
+        curves[name] = stage_curve(out / name)
+        results[name] = speedup(scratch, curves[name], higher_is_better=False).to_dict()
+        results[name]["overrides"] = ABLATIONS[name]
+    (out / "ablations.json").write_text(json.dumps({"results": results, "curves": curves}, indent=2) + "\n")
+    plot_curves(curves, out / "transfer_ablations.png", ylabel="validation loss", title="VPGTrans ablations")
+    return results

@@ -12,6 +12,7 @@ EPILOG = """examples:
   vict transfer converter --source-lm ZOO/source_lm --target-lm ZOO/target_lm --world runs/qs/world --out runs/conv
   vict transfer merge --converter runs/conv --blip2 ZOO/blip2 --out runs/conv/merged_projector.safetensors
       # then train with connector.init_weights=runs/conv/merged_projector.safetensors
+  vict transfer ablate --run vict-quickstart    # no converter / no warm-up / 1x / 10x warm-up vs from scratch
 
 Only the two tokenizers and the two input-embedding tensors are read (for a sharded checkpoint, only the shard that
 holds the embeddings). A BLIP-2 directory or hub id as --source-lm gives its language model's embeddings.
@@ -31,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     conv.add_argument("--lr", type=float, default=1e-2, help="peak AdamW learning rate (default 1e-2)")
     conv.add_argument("--batch-size", type=int, default=4096, help="token pairs per step (default 4096)")
     conv.add_argument("--seed", type=int, default=0, help="seed of the held-out split and the fit (default 0)")
+    ablate = sub.add_parser("ablate", help="VPGTrans's ablations of a quickstart run, against its from-scratch curve")
+    ablate.add_argument("--run", required=True, help="a `vict quickstart --out DIR` folder with a vict-vpgtrans row")
+    ablate.add_argument(
+        "--only", default=None, help="comma-separated subset of no_converter,no_warmup,warmup_1x,warmup_10x"
+    )
     merge = sub.add_parser("merge", help="write the merged projector (converter o the BLIP-2's projector)")
     merge.add_argument("--converter", required=True, help="folder written by `vict transfer converter`")
     merge.add_argument("--blip2", required=True, help="the source BLIP-2: HF directory or hub id, or a LAVIS .pth")
@@ -41,6 +47,21 @@ def run(args: argparse.Namespace) -> int:
     from vict.transfer.converter import fit_word_converter, write_merged_projector
     from vict.transfer.texts import read_texts, world_texts
 
+    if args.transfer_command == "ablate":
+        from vict.recipes.transfer import run_ablations
+
+        try:
+            names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+            results = run_ablations(Path(args.run), names)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"error: {err}")
+            return 2
+        print(f"{'run':16s} {'steps (scratch)':>16s} {'steps (transfer)':>17s} {'speed-up':>9s}")
+        for name, r in results.items():
+            steps = r["steps_to_target"]
+            print(f"{name:16s} {steps['scratch']:>16} {steps['vpgtrans']!s:>17} {r['speedup']!s:>9}")
+        print(f"wrote {Path(args.run) / 'ablations' / 'ablations.json'} and transfer_ablations.png")
+        return 0
     if args.transfer_command == "merge":
         try:
             summary = write_merged_projector(Path(args.converter), args.blip2, Path(args.out))
