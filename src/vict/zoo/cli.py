@@ -9,7 +9,7 @@ from pathlib import Path
 EPILOG = """examples:
   vict zoo verify                               # SHA-256 check of the shipped zoo (src/vict/zoo/shipped/default)
   vict zoo build --preset fast --out runs/zoo   # a rough zoo in minutes, cached in runs/zoo/<hash>/
-  vict zoo build --preset default --ship        # rebuild the shipped zoo (~40 min on one core) and its SHA256SUMS
+  vict zoo build --preset default --ship        # rebuild the shipped zoo (~1 hour on one core) and its SHA256SUMS
 
 The build is reproducible at a fixed thread count (the preset's num_threads) and fixed CPU kernels: the shipped
 zoo was built with ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 in the environment.

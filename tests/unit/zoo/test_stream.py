@@ -76,19 +76,27 @@ def test_render_matches_the_world_renderer() -> None:
     assert stream.image(2).tobytes() == expected.tobytes()
 
 
-def test_documents_end_with_a_short_answer_or_are_one_caption() -> None:
+def test_documents_are_one_caption_or_read_the_dense_caption() -> None:
     docs = stream_documents(0, 200)
     assert docs == stream_documents(0, 200)
     batch = SceneStream(0, 1).batch(0, 200, images=False)
-    alt = qa = 0
+    alt = qa = reasoned = 0
     for doc, caps, questions in zip(docs, batch.captions, batch.questions, strict=True):
         if doc in caps:
             alt += 1
             continue
-        tail = [QA_TEXT_TEMPLATE.format(q.question, q.answer) for q in questions]
-        assert any(doc.endswith(t) for t in tail), doc
         qa += 1
-    assert 20 < alt < 80 and qa > 120  # about a quarter are alt-text captions
+        # a reading document: the dense caption (which states every answer) first, the short answer last
+        assert doc.startswith(caps[0] + " "), doc
+        asked = [q for q in questions if doc.endswith(QA_TEXT_TEMPLATE.format(q.question, q.answer))]
+        assert asked, doc
+        middle = doc[len(caps[0]) + 1 :]
+        sentences = [f"{q.question} {q.full_answer}" for q in questions if f"{q.question} {q.full_answer}" in middle]
+        # the asked question is not answered before
+        assert f"{asked[0].question} {asked[0].full_answer}" not in sentences
+        reasoned += len(sentences)
+    assert 20 < alt < 70 and qa > 130  # about a fifth are alt-text captions
+    assert reasoned > qa  # several reasoned answers per reading document on average
     assert any(len(d.split(". ")) > 3 for d in docs)  # text goes on after a full stop
 
 
