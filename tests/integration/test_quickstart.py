@@ -166,16 +166,16 @@ def test_cli_rejects_unknown_preset(capsys: pytest.CaptureFixture) -> None:
 def test_default_preset_learns(tmp_path: Path) -> None:
     """The default preset through the real CLI: every key, and the targets its measured run reached.
 
-    Measured (seed 0, 2 CPU cores, 214 s in all, the machine's default AVX-512 kernels; seed 1 in brackets; with the
-    AVX2 kernels this tier pins, seed 0 gave VICT-LoRA 38.0):
-    - the shipped zoo's VPG, attentive probe on the test split: colour 100, shape 98.8 (99.2), size 100,
-      position 100 (chance 15 / 26 / 47 / 50); its BLIP-2's captions CIDEr 280 (266);
-    - GQA without context: VICT-LoRA 41.8 (40.5), VICT-LLaMA-Adapter 38.5 (35.8), source BLIP-2 31.8 (33.2),
-      question only 35.7 (34.8), majority answer 10.0 (11.5);
-    - text retention: the target LM's held-out perplexity 2.10 rises to 4.53 with the LoRA delta, 2.43 with
-      LLaMA-Adapter's.
-    Not reached, so not asserted (docs/tuning.md says why): VICT 25 points above question only, the dense-caption
-    oracle near 90%, VICT captions near the source BLIP-2's CIDEr."""
+    Measured (seed 0, 2 CPU cores, the AVX2 kernels this tier pins, 496 s in all):
+    - the shipped zoo's VPG, attentive probe on the test split: colour 100, shape 99.2, size 100, position 100
+      (chance 15 / 26 / 47 / 50); its BLIP-2's captions CIDEr 276;
+    - GQA without context: VICT-LoRA 65.5, VICT-LLaMA-Adapter 50.5, VICT-VPGTrans 27.8, source BLIP-2 31.2,
+      question only 35.67, majority answer 10.0; with the dense caption 70.5 / 54.0 / 61.3 / 56.7; with another
+      image's caption (distractor) 62.7 / 44.0 / 31.7 / 33.8;
+    - text retention: the target LM's held-out perplexity 1.64 rises to 6.99 with the LoRA delta, 2.81 with
+      LLaMA-Adapter's, and stays 1.64 with VPGTrans (its LLM is frozen).
+    Not reached, so not asserted (the issue note says what was tried): LLaMA-Adapter 25 points above question only,
+    the source BLIP-2 30 above it, the dense-caption oracle at 90%, VICT captions near the source BLIP-2's CIDEr."""
     assert main(["quickstart", "--out", str(tmp_path), "--preset", "default", "--seed", "0"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     _check_keys(report)
@@ -188,13 +188,17 @@ def test_default_preset_learns(tmp_path: Path) -> None:
     for row in ("vict-lora", "vict-llama_adapter"):
         # VICT on the new LLM beats the source BLIP-2 without context (the paper's Table 2) ...
         assert gqa[row]["none"] >= gqa["blip2-source"]["none"], gqa
-        # ... and answers far better than always giving the most frequent answer; LLaMA-Adapter answers now
-        assert gqa[row]["none"] > base["majority"] + 20, (row, gqa, base)
+        # ... far above the question-only guess (LoRA +29.8, LLaMA-Adapter +14.8 measured) ...
+        assert gqa[row]["none"] >= base["question_only"] + (25 if row == "vict-lora" else 10), (row, gqa, base)
+        # ... and it trusts the image over a wrong caption: another image's caption costs accuracy (2.8 / 6.5)
+        assert gqa[row]["distractor"] < gqa[row]["none"], (row, gqa[row])
         # the delta costs the target LM some of its text (measured, both rows)
         retention = report["text_retention"][row]
         assert retention["ppl_tuned"] > retention["ppl_base"], (row, retention)
-    # VICT-LoRA above the question-only guess: seed 0 measured 38.0 against 35.67 with the kernels this tier pins
-    # (AVX2), 41.8 with this machine's default AVX-512 kernels (seed 1: 40.5 against 34.8)
-    assert gqa["vict-lora"]["none"] > base["question_only"], (gqa, base)
+    # context that states every answer helps the model that reads it (LoRA: 70.5 against 65.5)
+    assert gqa["vict-lora"]["dense"] > gqa["vict-lora"]["none"], gqa["vict-lora"]
+    # VPGTrans leaves the LLM as it was
+    retention = report["text_retention"]["vict-vpgtrans"]
+    assert retention["ppl_tuned"] == retention["ppl_base"], retention
     # the issue's budget for the default preset
     assert report["timings"]["total"] < 15 * 60, report["timings"]

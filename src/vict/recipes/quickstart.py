@@ -50,8 +50,8 @@ from vict.recipes.quickstart_report import (
 from vict.settings import help_field
 
 EPILOG = """examples:
-  vict quickstart --preset fast                 # about 70 s on 2 CPU cores (CI uses this)
-  vict quickstart                               # the default preset: about 4 minutes on 2 idle CPU cores, clearer effects
+  vict quickstart --preset fast                 # about 2 minutes on 2 CPU cores (CI uses this)
+  vict quickstart                               # the default preset: about 7.5 minutes on 2 idle CPU cores, clearer effects
   vict quickstart --out runs/qs --seed 1        # another seed (of the world and the trainings; the zoo is shipped)
   vict quickstart --preset fast --seeds 0,1,2   # three seeds into DIR/seed-<k>/, then mean ± std in DIR/report.md
 
@@ -149,7 +149,7 @@ PRESETS: dict[str, QuickstartPreset] = {
             "world": 4,
             "zoo": 2,
             "train": 90,
-            "eval": 40,
+            "eval": 50,
             "text retention": 5,
             "probe": 15,
             "similarity": 5,
@@ -547,7 +547,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register ``--out``, ``--preset`` and either ``--seed`` or ``--seeds``."""
     parser.add_argument("--out", default="vict-quickstart", help="output folder (default: ./vict-quickstart)")
     parser.add_argument(
-        "--preset", default="default", choices=sorted(PRESETS), help="fast (~70 s) or default (~4 min)"
+        "--preset", default="default", choices=sorted(PRESETS), help="fast (~2 min) or default (~7.5 min)"
     )
     seed = parser.add_mutually_exclusive_group()
     seed.add_argument(
