@@ -164,7 +164,11 @@ class Method:
     @classmethod
     def quickstart_recipe(cls, llm_config: dict[str, Any]) -> dict[str, Any] | None:
         """Settings (``{"settings": {...}, "lr": float}``) of this method in ``vict quickstart``'s miniature, for
-        the target LM whose ``config.json`` is ``llm_config``; ``None``: not part of the quickstart."""
+        the target LM whose ``config.json`` is ``llm_config``; ``None``: not part of the quickstart.
+
+        Optional keys: ``connector_lr`` and ``num_extra_queries`` (instead of the preset's), ``frozen_llm`` (the
+        LLM gets no delta: captions follow the image tokens with no instruction) and ``transfer`` (VPGTrans: the
+        projector starts from the merged converter init, and a from-scratch baseline is measured against it)."""
         return None
 
     def describe(self) -> str:
