@@ -119,3 +119,78 @@ def test_random_qformer_init_is_seeded_and_differs_from_the_pretrained_one():
     weights = [n for n in names if n.endswith("weight") and "layernorm" not in n.lower()]
     assert all(not torch.equal(dict(a.named_parameters())[n], pretrained[n]) for n in weights)
     assert all(dict(a.named_parameters())[n].requires_grad for n in names)  # joint stage: all of it trains
+
+
+def test_vpgtrans_lora_warms_the_projector_then_trains_victs_parts_with_the_qformer_frozen(
+    world: Path, tmp_path: Path
+):
+    fresh = _fresh()
+    d_llm, d_q = fresh["connector.projection.weight"].shape
+    init = {"weight": torch.randn(d_llm, d_q) * 0.05, "bias": torch.randn(d_llm) * 0.05}
+    save_file(init, str(tmp_path / "merged.safetensors"))
+    out = tmp_path / "run"
+    cfg = _cfg(
+        world,
+        out,
+        "train.max_steps=3",
+        "method={type: vpgtrans_lora, warmup_epochs: 0.1, r: 4, alpha: 8, dropout: 0.0}",
+        f"connector={{type: qformer_tokens, init_weights: {tmp_path / 'merged.safetensors'}}}",
+    )
+    result = train(cfg)
+    warm, joint = out / "warmup" / "final", out / "joint" / "final"
+    assert result.final_dir == joint
+    # warm-up: the projector alone moved from its init; the LoRA delta is there, zero (B = 0), the LLM unchanged
+    w = load_file(str(warm / "vict_trainable.safetensors"))
+    assert set(w) == {"connector.projection.weight", "connector.projection.bias"}
+    assert 0 < (w["connector.projection.weight"] - init["weight"]).abs().max().item() < 0.05 * 5 * 4
+    warm_lora = load_file(str(warm / "adapter" / "adapter_model.safetensors"))
+    b_mats = [k for k in warm_lora if ".lora_B." in k]
+    assert b_mats and all(torch.count_nonzero(warm_lora[k]) == 0 for k in b_mats)
+    # joint: extra queries, projector and LoRA train; the Q-Former, its queries and the bare LLM stay as they were
+    j = load_file(str(joint / "vict_trainable.safetensors"))
+    assert "vpg.extra_queries" in j and not torch.equal(j["vpg.extra_queries"], fresh["vpg.extra_queries"])
+    assert not any(k.startswith(QFORMER) for k in j)
+    assert not torch.equal(j["connector.projection.weight"], w["connector.projection.weight"])
+    joint_lora = load_file(str(joint / "adapter" / "adapter_model.safetensors"))
+    assert any(torch.count_nonzero(joint_lora[k]) > 0 for k in joint_lora if ".lora_B." in k)
+    model = VisionLLM.from_pretrained(joint)
+    for name, param in model.named_parameters():
+        if name.startswith(("vpg.qformer.", "vpg.query_tokens", "vpg.vision_model.")):
+            torch.testing.assert_close(param, fresh[name], rtol=0, atol=0, msg=name)
+        elif name.startswith("llm.") and not model.method.owns(name):
+            base = name.replace("llm.base_model.model.", "llm.").replace(".base_layer.", ".")
+            torch.testing.assert_close(param, fresh[base], rtol=0, atol=0, msg=name)
+    joint_cfg = load_config(out / "joint" / "config.yaml")
+    assert joint_cfg.method.settings.stage == "joint" and joint_cfg.train.lr == pytest.approx(cfg.train.lr)
+
+
+def test_vpgtrans_lora_resume_inside_the_joint_stage_is_exact(world: Path, tmp_path: Path):
+    method = "method={type: vpgtrans_lora, warmup_epochs: 0, r: 4, alpha: 8, dropout: 0.0}"
+    common = ["train.max_steps=6", method, "train.batch_size=4"]
+    full = train(_cfg(world, tmp_path / "full", *common))
+
+    def stop_at_3(step: int, loss: float) -> None:
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    cut = train(_cfg(world, tmp_path / "cut", *common), on_step=stop_at_3)
+    assert cut.stopped_by == "SIGTERM" and cut.step == 3
+    resumed = train(_cfg(world, tmp_path / "cut", *common, "train.resume=true"))
+    for f in ("vict_trainable.safetensors", "adapter/adapter_model.safetensors"):
+        a = load_file(str(full.final_dir / f))
+        b = load_file(str(resumed.final_dir / f))
+        assert sorted(a) == sorted(b) and a
+        for name in a:
+            torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=f"{f}: {name}")
+
+
+def test_vpgtrans_lora_refuses_a_random_frozen_qformer():
+    from vict.registry import MethodSpec
+    from vict.settings import SettingsError
+
+    with pytest.raises(SettingsError) as err:
+        MethodSpec.from_dict({"type": "vpgtrans_lora", "qformer_init": "random", "r": 0})
+    # every problem at once: the frozen random Q-Former (with the method to use instead) and the rank
+    problems = err.value.problems
+    assert any("qformer_init='random'" in p and "method.type=vpgtrans" in p for p in problems)
+    assert any(p.startswith("method.r=0") for p in problems)

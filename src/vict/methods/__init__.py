@@ -1,7 +1,8 @@
 """Methods: how the frozen LLM is modified and what trains. One folder per method, registered with one line.
 
-Built-in: ``lora`` and ``llama_adapter`` (peft's LoRA and AdaptionPrompt, saved in peft's adapter format) and
-``none`` (only the extra queries and the connector train). The contract is ``vict.methods.base.Method``;
+Built-in: ``lora`` and ``llama_adapter`` (peft's LoRA and AdaptionPrompt, saved in peft's adapter format),
+``none`` (only the extra queries and the connector train), ``vpgtrans`` (VPGTrans's projector warm-up, then the
+Q-Former tuned with the LLM frozen) and ``vpgtrans_lora`` (the same warm-up, then VICT with LoRA). The contract is ``vict.methods.base.Method``;
 ``docs/extending.md`` walks through adding one. The registry lives in ``vict.registry``.
 """
 

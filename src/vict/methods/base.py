@@ -167,8 +167,9 @@ class Method:
         the target LM whose ``config.json`` is ``llm_config``; ``None``: not part of the quickstart.
 
         Optional keys: ``connector_lr`` and ``num_extra_queries`` (instead of the preset's), ``frozen_llm`` (the
-        LLM gets no delta: captions follow the image tokens with no instruction) and ``transfer`` (VPGTrans: the
-        projector starts from the merged converter init, and a from-scratch baseline is measured against it)."""
+        LLM gets no delta: captions follow the image tokens with no instruction) ``transfer`` (VPGTrans's init: the
+        projector starts from the merged converter init) and ``speedup`` (a from-scratch VPG is trained beside the
+        row and VPGTrans's speed-up measured against it; at most one method's recipe sets it)."""
         return None
 
     def describe(self) -> str:

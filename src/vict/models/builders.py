@@ -278,6 +278,7 @@ def tiny_sources(cache_dir: str | Path | None = None, seed: int = 0, llm_arch: s
 TINY_METHOD_SETTINGS: dict[str, dict[str, Any]] = {
     "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
     "llama_adapter": {"adapter_len": 4, "adapter_layers": 2},
+    "vpgtrans_lora": {"r": 4, "alpha": 8, "dropout": 0.0},
 }
 """Settings ``build_tiny`` gives a method named by a string: small, and without dropout so tests are exact."""
 

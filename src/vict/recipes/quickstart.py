@@ -4,9 +4,11 @@ Stages (each printed with its name and the estimated time left):
 1. ``world``: generate the miniature world (COCO/GQA formats) into ``DIR/world``;
 2. ``zoo``: the pretrained miniature model zoo (tiny BLIP-2 with its OPT, tiny LLaMA): the one shipped with the
    package, SHA-256 checked (``vict.zoo.shipped``), or for a preset that does not ship a build cached in ``DIR/zoo``;
-3. ``train vict-<method>`` for each of the preset's methods (LoRA and LLaMA-Adapter): VICT on the target LLaMA
-   with the zoo BLIP-2's frozen VPG, extra queries, the connector and the method, with the settings of the
-   method's ``quickstart_recipe`` (``vict.recipes.train``);
+3. ``train vict-<method>`` for each of the preset's methods (LoRA, LLaMA-Adapter, VPGTrans, VPGTrans + LoRA): the
+   target LLaMA with the zoo BLIP-2's VPG, the connector and the method, with the settings of the method's
+   ``quickstart_recipe`` (``vict.recipes.train``); the recipes with ``transfer`` start the projection from the
+   merged converter init (fitted once), and after the one with ``speedup`` (``vpgtrans``) ``train vpg-scratch``
+   trains the from-scratch VPG that VPGTrans's speed-up is measured against;
 4. ``eval``: the source BLIP-2 (``Blip2Engine``) and every VICT model (``VictEngine``) on the test split, captioning
    and GQA in every context setting of ``vict.eval.splits.SETTINGS``, overall and by question type
    (``vict.recipes.evaluate``);
@@ -82,7 +84,7 @@ class QuickstartPreset:
     )
     methods: tuple[str, ...] = help_field(
         "the methods trained and evaluated, one row each (vict-<method>)",
-        default=("lora", "llama_adapter", "vpgtrans"),
+        default=("lora", "llama_adapter", "vpgtrans", "vpgtrans_lora"),
     )
     transfer_eval_every: int = help_field(
         "validation-loss interval (steps) of the vpgtrans row and its from-scratch baseline: the points of the "
@@ -103,9 +105,11 @@ class QuickstartPreset:
     def stage_eta_s(self) -> dict[str, float]:
         """Nominal seconds of every stage, in order (one ``train vict-<method>`` stage per method)."""
         eta = dict(self.eta_s)
-        trains = {f"train vict-{m}": eta["train"] for m in self.methods}
-        if "vpgtrans" in self.methods:
-            trains[TRANSFER_STAGE] = eta["train"]
+        trains = {}
+        for m in self.methods:
+            trains[f"train vict-{m}"] = eta["train"]
+            if m == "vpgtrans":  # its from-scratch baseline trains right after it
+                trains[TRANSFER_STAGE] = eta["train"]
         return {"world": eta["world"], "zoo": eta["zoo"], **trains, **{k: eta[k] for k in AFTER_TRAINING}}
 
 
@@ -240,9 +244,9 @@ def train_config(
             "warmup_steps": max(1, preset.train_steps // 20),
             "schedule": "cosine",
             "save_every": 0,
-            # the transfer rows draw validation curves (VPGTrans's speed-up); the others validate at the end
-            "eval_every": preset.transfer_eval_every if recipe.get("transfer") else 0,
-            "val_batches": 4 if recipe.get("transfer") else 2,
+            # the speed-up row draws validation curves (VPGTrans's speed-up); the others validate at the end
+            "eval_every": preset.transfer_eval_every if recipe.get("speedup") else 0,
+            "val_batches": 4 if recipe.get("speedup") else 2,
             "sample_every": 0,
             "sample_count": 0,
             "log_every": 10,
@@ -351,27 +355,35 @@ def quickstart(
             )
         return result.final_dir
 
+    merged: list[Path] = []  # the merged projector, fitted once for every transfer row
+
+    def merged_projector() -> Path:
+        if not merged:  # VPGTrans: the projector starts as word converter o the BLIP-2's projector
+            init, meta = prepare_merged_projector(
+                zoo.blip2_dir,
+                zoo.source_lm_dir,
+                zoo.target_lm_dir,
+                world_texts(world),
+                out / "transfer",
+                seed,
+                texts_source="the world's train captions",
+            )
+            transfer["converter"] = {k: meta[k] for k in ("texts", "fit", "merge")}
+            merged.append(init)
+        return merged[0]
+
     for method in p.methods:
         row = f"vict-{method}"
-        is_transfer = bool(method_recipe(method, zoo).get("transfer"))
+        recipe = method_recipe(method, zoo)
 
-        def run_training(method: str = method, row: str = row, is_transfer: bool = is_transfer) -> Path:
-            init = None
-            if is_transfer:  # VPGTrans: the projector starts as word converter o the BLIP-2's projector
-                init, meta = prepare_merged_projector(
-                    zoo.blip2_dir,
-                    zoo.source_lm_dir,
-                    zoo.target_lm_dir,
-                    world_texts(world),
-                    out / "transfer",
-                    seed,
-                    texts_source="the world's train captions",
-                )
-                transfer["converter"] = {k: meta[k] for k in ("texts", "fit", "merge")}
+        def run_training(
+            method: str = method, row: str = row, is_transfer: bool = bool(recipe.get("transfer"))
+        ) -> Path:
+            init = merged_projector() if is_transfer else None
             return train_row(row, train_config(p, method, world, zoo, out / "runs" / row, seed, init_weights=init))
 
         finals[row] = clock.run(f"train {row}", run_training)
-        if is_transfer:
+        if recipe.get("speedup"):
 
             def run_scratch(row: str = row) -> None:
                 train_row(SCRATCH_ROW, scratch_config(configs[row], out / "runs" / SCRATCH_ROW))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ def test_configs_are_shipped():
         "llama7b/coco_gqa_vict_lora.yaml",
         "llama7b/coco_gqa_vict_llama_adapter.yaml",
         "llama7b/coco_vpgtrans.yaml",
+        "llama7b/coco_gqa_vpgtrans_lora.yaml",
         "accelerate/ddp.yaml",
         "accelerate/fsdp.yaml",
         "accelerate/deepspeed_zero2.yaml",
@@ -88,6 +90,23 @@ def test_the_vpgtrans_paper_config_holds_the_reference_recipe():
     assert parts["qformer"]["trainable"] == 105_162_240 and parts["qformer"]["frozen"] == 0
     assert parts["connector"]["trainable"] == 768 * 4096 + 4096
     assert parts["vision"]["trainable"] == 2 * 1408 and parts["llm"]["trainable"] == 0
+
+
+def test_the_vpgtrans_lora_paper_config_is_vict_lora_after_the_vpgtrans_warmup():
+    combined = load_config(ROOT / "configs" / "llama7b" / "coco_gqa_vpgtrans_lora.yaml")
+    vict = load_config(ROOT / "configs" / "llama7b" / "coco_gqa_vict_lora.yaml")
+    s = combined.method.settings
+    assert (s.warmup_epochs, s.warmup_lr_scale, s.qformer_init) == (1.0, 5.0, "pretrained")
+    assert (s.r, s.alpha, s.dropout, s.target_modules) == (8, 16, 0.05, ["q_proj", "v_proj"])
+    assert combined.connector.settings.init_weights.endswith("merged_projector.safetensors")
+    # the same model, data and schedule as VICT-LoRA's paper config: only the start and the warm-up differ
+    assert combined.model == vict.model and combined.data == vict.data
+    assert dataclasses.replace(combined.train, output_dir=vict.train.output_dir) == vict.train
+    from vict.models.builders import paper_footprint
+
+    parts = paper_footprint({"type": "vpgtrans_lora"}, 32)["counts"]["parts"]
+    assert parts["qformer"]["trainable"] == 0 and parts["vision"]["trainable"] == 0
+    assert parts["method"]["trainable"] == 32 * 2 * (4096 * 8 + 8 * 4096)  # LoRA r=8 on q, v of 32 blocks
 
 
 @pytest.mark.parametrize("path", ACCELERATE_YAMLS, ids=lambda p: p.name)

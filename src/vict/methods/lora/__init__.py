@@ -27,15 +27,21 @@ class LoraSettings:
     )
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.r < 1:
-            problems.append(f"method.r={self.r}: the LoRA rank must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"method.dropout={self.dropout}: must be in [0, 1)")
-        if not self.target_modules:
-            problems.append("method.target_modules is empty: name the modules LoRA wraps, e.g. [q_proj, v_proj]")
-        raise_problems(problems, "invalid LoRA settings")
+        raise_problems(lora_problems(self), "invalid LoRA settings")
         self.target_modules = list(self.target_modules)
+
+
+def lora_problems(s: Any) -> list[str]:
+    """The problems of LoRA fields ``r``, ``dropout`` and ``target_modules`` of a settings object (shared by every
+    method that carries a LoRA delta)."""
+    problems = []
+    if s.r < 1:
+        problems.append(f"method.r={s.r}: the LoRA rank must be >= 1")
+    if not 0.0 <= s.dropout < 1.0:
+        problems.append(f"method.dropout={s.dropout}: must be in [0, 1)")
+    if not s.target_modules:
+        problems.append("method.target_modules is empty: name the modules LoRA wraps, e.g. [q_proj, v_proj]")
+    return problems
 
 
 class Lora(PeftMethod):

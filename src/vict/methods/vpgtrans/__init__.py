@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -59,18 +59,21 @@ class VpgTransSettings:
     )
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.stage not in ("warmup", "joint"):
-            problems.append(f"method.stage={self.stage!r}: use 'warmup' or 'joint'")
-        if self.qformer_init not in ("pretrained", "random"):
-            problems.append(f"method.qformer_init={self.qformer_init!r}: use 'pretrained' or 'random'")
-        if not (isinstance(self.warmup_epochs, int | float) and math.isfinite(self.warmup_epochs)) or (
-            self.warmup_epochs < 0
-        ):
-            problems.append(f"method.warmup_epochs={self.warmup_epochs}: must be >= 0 (0: no warm-up)")
-        if not (isinstance(self.warmup_lr_scale, int | float) and self.warmup_lr_scale > 0):
-            problems.append(f"method.warmup_lr_scale={self.warmup_lr_scale}: must be > 0")
-        raise_problems(problems, "invalid VPGTrans settings")
+        raise_problems(vpgtrans_problems(self), "invalid VPGTrans settings")
+
+
+def vpgtrans_problems(s: Any) -> list[str]:
+    """The problems of VPGTrans's stage fields of a settings object (``vpgtrans`` and ``vpgtrans_lora``)."""
+    problems = []
+    if s.stage not in ("warmup", "joint"):
+        problems.append(f"method.stage={s.stage!r}: use 'warmup' or 'joint'")
+    if s.qformer_init not in ("pretrained", "random"):
+        problems.append(f"method.qformer_init={s.qformer_init!r}: use 'pretrained' or 'random'")
+    if not (isinstance(s.warmup_epochs, int | float) and math.isfinite(s.warmup_epochs)) or (s.warmup_epochs < 0):
+        problems.append(f"method.warmup_epochs={s.warmup_epochs}: must be >= 0 (0: no warm-up)")
+    if not (isinstance(s.warmup_lr_scale, int | float) and s.warmup_lr_scale > 0):
+        problems.append(f"method.warmup_lr_scale={s.warmup_lr_scale}: must be > 0")
+    return problems
 
 
 class VpgTrans(Method):
@@ -78,6 +81,9 @@ class VpgTrans(Method):
     description = "VPGTrans: warm up the (converter-initialised) projector, then tune Q-Former + projector; LLM frozen"
     trains = "warm-up: the projector; joint: the Q-Former, its queries, ln_vision and the projector (LLM frozen)"
     settings_class = VpgTransSettings
+    joint_description: ClassVar[str] = (
+        "Q-Former, queries, ln_vision and projector at the base learning rate, LLM frozen"
+    )
 
     def apply(self, llm: nn.Module, vpg: nn.Module) -> nn.Module:
         if self.settings.qformer_init == "random":
@@ -95,11 +101,7 @@ class VpgTrans(Method):
 
     def stages(self) -> tuple[Stage, ...]:
         s = self.settings
-        joint = Stage(
-            "joint",
-            "Q-Former, queries, ln_vision and projector at the base learning rate, LLM frozen",
-            {"method.stage": "joint"},
-        )
+        joint = Stage("joint", self.joint_description, {"method.stage": "joint"})
         if s.warmup_epochs == 0:
             return (joint,)
         warmup = Stage(
@@ -128,6 +130,7 @@ class VpgTrans(Method):
             "connector_lr": 1e-3,
             "num_extra_queries": 0,
             "transfer": True,
+            "speedup": True,
             "frozen_llm": True,
         }
 
