@@ -279,6 +279,7 @@ TINY_METHOD_SETTINGS: dict[str, dict[str, Any]] = {
     "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
     "llama_adapter": {"adapter_len": 4, "adapter_layers": 2},
     "vpgtrans_lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+    "mm_adapter": {"dim": 8, "groups": 2, "dropout": 0.0},
 }
 """Settings ``build_tiny`` gives a method named by a string: small, and without dropout so tests are exact."""
 

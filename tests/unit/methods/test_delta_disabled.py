@@ -30,7 +30,7 @@ def _perturb_delta(model: VisionLLM) -> int:
     return changed
 
 
-@pytest.mark.parametrize("method", ["lora", "llama_adapter", "none"])
+@pytest.mark.parametrize("method", ["lora", "llama_adapter", "mm_adapter", "none"])
 def test_delta_off_is_the_bare_llm_and_on_differs(method: str) -> None:
     _, llm_dir = tiny_sources(seed=0)
     bare = AutoModelForCausalLM.from_pretrained(llm_dir).eval()

@@ -1,0 +1,196 @@
+"""``mm_adapter``: LaVIN's Mixture-of-Modality Adaptation on the frozen LLM (DESIGN §4, the reference code's facts).
+
+Data flow of one batch (``bind`` around every LLM call, training forward and generation alike):
+
+    has_image (b,)  ─► modality embedding (2, d) ─► the modality token's own pass through the LLM (one position;
+                       every adapter routes on it)  ─► routing weights per adapted block, per row (b, 2)
+    LLM inputs (b, L) ─► every adapted block: input_layernorm ─► x + s·(ŵ0·B(A x) + ŵ1·D(A x)) ─► attention ...
+
+LaVIN prepends the modality token at position 0 and masks it from every later token, so it only steers the
+routers. Nothing reads it, and it reads only itself; its hidden states at every block are therefore those of a
+one-token sequence, and the other tokens compute exactly as without it, up to a shift of every position by one, to
+which rotary position embeddings (LLaMA's) are blind. So the token runs as its own one-token pass, once per batch
+for both modalities, and the routing weights it gives are fixed for the whole call: computed once at prefill and
+reused for every decoded token, as the reference does at inference. ``tests/unit/methods/test_mm_adapter.py``
+checks the equivalence against the prepended token with its attention mask.
+
+Parameters the method adds (saved in ``vict_trainable.safetensors``): per adapted block ``mm_adapter`` (and
+``mm_adapter_ffn`` with ``position: attn_ffn``) on the decoder layer, and ``mm_modality`` on the decoder body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import nn
+
+from vict.methods.base import Method
+from vict.methods.mm_adapter.adapter import MMAdapter
+from vict.registry import register_method
+from vict.settings import help_field, raise_problems
+
+if TYPE_CHECKING:
+    from vict.connectors.base import VisionInput
+
+HAS_IMAGE = "has_image"
+"""``VisionInput.extras`` key: ``(b,)`` bool, which rows carry an image (default: all when there are visual tokens)."""
+
+
+@dataclass
+class MMAdapterSettings:
+    """LaVIN's MM-Adapter: where it sits, its size, its router's temperature."""
+
+    dim: int = help_field("the adapters' bottleneck width (the shared down-projection's output)", default=8)
+    groups: int = help_field("groups of the two up-projection experts (the reference's Conv1d groups)", default=2)
+    dropout: float = help_field("dropout on the down-projection's output (training only)", default=0.1)
+    scale: float = help_field("scale s of the adapter's output", default=1.0)
+    temperature: float = help_field("router softmax temperature τ (the reference: 10 for 7B, 5 for 13B)", default=10.0)
+    position: Literal["attn", "attn_ffn"] = help_field(
+        "`attn`: an adapter on the normed input before attention (the reference's default); `attn_ffn`: also one "
+        "before the FFN (the paper's description)",
+        default="attn",
+    )
+    layers: list[int] | None = help_field("indices of the adapted blocks (null: every block)", default=None)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.dim < 1 or self.groups < 1 or self.dim % self.groups:
+            problems.append(
+                f"method.dim={self.dim}, method.groups={self.groups}: both >= 1 and dim divisible by groups"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"method.dropout={self.dropout}: must be in [0, 1)")
+        if not self.temperature > 0:
+            problems.append(f"method.temperature={self.temperature}: must be > 0")
+        if self.position not in ("attn", "attn_ffn"):
+            problems.append(f"method.position={self.position!r}: use 'attn' or 'attn_ffn'")
+        if self.layers is not None and (not self.layers or any(i < 0 for i in self.layers)):
+            problems.append(f"method.layers={self.layers}: list block indices >= 0, or null for every block")
+        raise_problems(problems, "invalid MM-Adapter settings")
+
+
+def decoder_body(llm: nn.Module) -> nn.Module:
+    """The decoder body (``LlamaModel``) of a ``*ForCausalLM``."""
+    return getattr(llm, getattr(llm, "base_model_prefix", "model"))
+
+
+class MMAdapterMethod(Method):
+    name = "mm_adapter"
+    description = "LaVIN's Mixture-of-Modality adapters: per block, two zero-init experts routed by a modality token"
+    trains = "the adapters (down-projection, two experts, router) of the adapted blocks, the modality embedding, the extra queries and the connector"
+    settings_class = MMAdapterSettings
+    markers = (".mm_adapter.", ".mm_adapter_ffn.", ".mm_modality.")
+
+    def __init__(self, settings: Any = None) -> None:
+        super().__init__(settings)
+        self._body: nn.Module | None = None
+        self._adapters: list[MMAdapter] = []
+
+    def apply(self, llm: nn.Module, vpg: nn.Module) -> nn.Module:
+        s = self.settings
+        body = decoder_body(llm)
+        blocks = getattr(body, "layers", None)
+        if blocks is None or not all(hasattr(b, "input_layernorm") for b in blocks):
+            raise ValueError(
+                f"method.type='mm_adapter' adapts LLaMA-style decoder blocks (body.layers[i].input_layernorm), and "
+                f"{type(llm).__name__} has none; use a LLaMA-family LLM or another method"
+            )
+        chosen = list(range(len(blocks))) if s.layers is None else list(s.layers)
+        bad = [i for i in chosen if i >= len(blocks)]
+        if bad:
+            raise ValueError(f"method.layers {bad}: the LLM has {len(blocks)} blocks (0..{len(blocks) - 1})")
+        embeddings = llm.get_input_embeddings().weight
+        d = embeddings.shape[1]
+        # the modality embedding starts with the spread of the LLM's own word embeddings (the reference draws it
+        # from N(0, 1), which for LLaMA is far larger than any word)
+        body.mm_modality = nn.Embedding(2, d, device=embeddings.device)
+        if not embeddings.is_meta:  # (vict inspect paper counts on the meta device: no values there)
+            with torch.no_grad():
+                body.mm_modality.weight.normal_(0.0, float(embeddings.float().std()))
+        kwargs = {
+            "dim": s.dim, "groups": s.groups, "dropout": s.dropout, "scale": s.scale, "temperature": s.temperature,
+        }  # fmt: skip
+        self._adapters = []
+        for i in chosen:
+            block = blocks[i]
+            spots = [("mm_adapter", block.input_layernorm)]
+            if s.position == "attn_ffn":
+                spots.append(("mm_adapter_ffn", block.post_attention_layernorm))
+            for attr, norm in spots:
+                adapter = MMAdapter(d, **kwargs).to(embeddings.device)
+                setattr(block, attr, adapter)
+                norm.register_forward_hook(_adapter_hook(adapter))
+                self._adapters.append(adapter)
+        self._body = body
+        return llm
+
+    # ------------------------------------------------------------------------------------------ forward seam
+    def bind(self, vision: VisionInput) -> contextlib.AbstractContextManager:
+        has_image = vision.extras.get(HAS_IMAGE)
+        if has_image is None:
+            has_image = torch.full((vision.tokens.shape[0],), vision.tokens.shape[1] > 0, dtype=torch.bool)
+        return self.routed(torch.as_tensor(has_image, dtype=torch.bool))
+
+    @contextlib.contextmanager
+    def routed(self, has_image: torch.Tensor) -> Iterator[list[torch.Tensor]]:
+        """Within the context every adapter routes the rows by their modality (``has_image (b,)``); yields the
+        routing weights per adapter, ``(b, 2)`` each."""
+        if self._body is None:
+            raise RuntimeError("mm_adapter: apply(llm, vpg) has not run")
+        if not self._adapters or not self._adapters[0].enabled:
+            yield []
+            return
+        routing = self.modality_routing()
+        rows = has_image.to(routing[0].device).long()
+        try:
+            for adapter, weights in zip(self._adapters, routing, strict=True):
+                adapter.routing = weights[rows]
+            yield [a.routing for a in self._adapters]
+        finally:
+            for adapter in self._adapters:
+                adapter.routing = None
+                adapter.recorded = None
+
+    def modality_routing(self) -> list[torch.Tensor]:
+        """The routing weights of both modalities at every adapter, ``(2, experts)`` each (row 1: has an image):
+        the modality tokens' own one-position pass through the LLM, every adapter routing on its input."""
+        body = self._body
+        table = body.mm_modality.weight
+        frozen_dtype = body.get_input_embeddings().weight.dtype
+        embeds = table[:, None, :].to(frozen_dtype)
+        ones = torch.ones(2, 1, dtype=torch.long, device=table.device)
+        for adapter in self._adapters:
+            adapter.routing = None
+        body(inputs_embeds=embeds, attention_mask=ones, position_ids=ones - 1, use_cache=False)
+        routing = [a.recorded for a in self._adapters]
+        for adapter in self._adapters:
+            adapter.recorded = None
+        return routing
+
+    def delta_disabled(self, llm: nn.Module) -> contextlib.AbstractContextManager:
+        return self._switched(False)
+
+    @contextlib.contextmanager
+    def _switched(self, enabled: bool) -> Iterator[None]:
+        before = [a.enabled for a in self._adapters]
+        try:
+            for adapter in self._adapters:
+                adapter.enabled = enabled
+            yield
+        finally:
+            for adapter, was in zip(self._adapters, before, strict=True):
+                adapter.enabled = was
+
+
+def _adapter_hook(adapter: MMAdapter) -> Any:
+    def hook(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+        return adapter(output)
+
+    return hook
+
+
+register_method(MMAdapterMethod)
