@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("vict.data.cli", "generate the miniature world, inspect data sets and built instructions"),
     "train": ("vict.recipes.train_cli", "train a VICT model from a YAML config with dotted overrides"),
     "eval": ("vict.recipes.evaluate_cli", "run a model on a data split and write report.json + report.md"),
-    "score": ("vict.eval.cli", "score prediction files with the official caption/GQA/VQAv2 rules"),
+    "score": ("vict.eval.cli", "score prediction files with the official caption/GQA/VQAv2/ScienceQA rules"),
     "caption": ("vict.recipes.generate_cli", "caption images with a trained checkpoint"),
     "ask": ("vict.recipes.ask_cli", "ask a trained checkpoint a question, with or without context"),
     "analyze": ("vict.eval.analyze_cli", "Q-Former token / LLM vocabulary similarity analysis"),

@@ -1,19 +1,24 @@
-"""``vict score``: score prediction files with the official caption, GQA and VQAv2 rules.
+"""``vict score``: score prediction files with the official caption, GQA, VQAv2 and ScienceQA rules.
 
-Prints a table and, with ``--out``, writes the numbers as JSON. Exit code 2 on bad input, with a message naming the
-file, the record and the fix.
+Prints a table and, with ``--out``, writes the numbers as JSON (``scienceqa --json`` prints the JSON instead of the
+tables). Exit code 2 on bad input, with a message naming the file, the record and the fix.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from vict.data.policy import DataError
+from vict.data.scienceqa import load_scienceqa
 from vict.eval.captioning import CAPTION_METRICS, FAST_CAPTION_METRICS, score_captions
 from vict.eval.gqa import RULES, SEMANTIC_NAMES, score_gqa
 from vict.eval.predictions import ScoreError, load_json
 from vict.eval.report import markdown_table, notes_lines, write_json
+from vict.eval.scienceqa import CATEGORIES, FAILED_RULES, score_scienceqa
 from vict.eval.vqa import score_vqav2
 
 EPILOG = """examples:
@@ -23,17 +28,21 @@ EPILOG = """examples:
   vict score gqa --predictions preds.json --questions testdev_balanced_questions.json --rule vqa
   vict score vqav2 --predictions results.json --annotations v2_mscoco_val2014_annotations.json \\
       --questions v2_OpenEnded_mscoco_val2014_questions.json --out vqa_report.json
+  vict score scienceqa --predictions final_test_QCM-ALE.json --problems data/scienceqa/problems.json --split test
+  vict score scienceqa --predictions llava_results.json --problems problems.json --failed wrong --json
 
 formats:
   caption  predictions [{"image_id", "caption"}], annotations a COCO captions file
   gqa      predictions [{"questionId", "prediction"}], questions a GQA questions file
   vqav2    predictions [{"question_id", "answer"}], the official annotations and questions files
+  scienceqa  predictions {"results": {pid: pred_idx}} or {pid: pred_idx} (0-based int or "A".."E"),
+             problems.json + pid_splits.json (images are not needed)
 Caption scores are x100 (BLEU-4 43.8, CIDEr 146.1); accuracies are percentages.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register ``caption``, ``gqa`` and ``vqav2`` sub-subcommands."""
+    """Register ``caption``, ``gqa``, ``vqav2`` and ``scienceqa`` sub-subcommands."""
     sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
     cap = sub.add_parser("caption", help="BLEU-1..4, METEOR, ROUGE-L, CIDEr, SPICE (pycocoevalcap)")
     cap.add_argument("--predictions", required=True, help='COCO results file [{"image_id", "caption"}]')
@@ -52,6 +61,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     vqa.add_argument("--annotations", required=True, help="v2_mscoco_*_annotations.json")
     vqa.add_argument("--questions", help="v2_OpenEnded_mscoco_*_questions.json (checked against the annotations)")
     vqa.add_argument("--out", help="write the scores as JSON here")
+    sqa = sub.add_parser("scienceqa", help="official ScienceQA accuracies: NAT SOC LAN TXT IMG NO G1-6 G7-12 Average")
+    sqa.add_argument("--predictions", required=True, help='{"results": {pid: pred_idx}} or {pid: pred_idx}')
+    sqa.add_argument("--problems", required=True, help="ScienceQA problems.json")
+    sqa.add_argument("--pid-splits", help="pid_splits.json (default: the one beside problems.json)")
+    sqa.add_argument("--split", default="test", help="a key of pid_splits.json (default: test)")
+    sqa.add_argument(
+        "--failed",
+        choices=FAILED_RULES,
+        default="random",
+        help="a failed or invalid answer: random = a seeded random choice (the reference, default); "
+        "wrong = counted wrong (LLaVA's -1)",
+    )
+    sqa.add_argument("--seed", type=int, default=0, help="seed of --failed random (default: 0)")
+    sqa.add_argument("--allow-missing", action="store_true", help="count problems without a prediction as failed")
+    sqa.add_argument("--json", action="store_true", help="print the whole report (with per-topic counts) as JSON")
+    sqa.add_argument("--out", help="write the scores as JSON here")
 
 
 def caption_summary(result: dict[str, Any]) -> str:
@@ -76,6 +101,46 @@ def vqa_summary(result: dict[str, Any]) -> str:
     return f"VQAv2 accuracy over {result['n']} questions\n" + markdown_table(["subset", "accuracy %"], rows)
 
 
+def scienceqa_summary(result: dict[str, Any]) -> str:
+    """The printed tables of a ScienceQA report: the official categories, then accuracy per topic."""
+    head = (
+        f"ScienceQA accuracy, split {result['split']} ({result['n']} problems; {result['failed']} failed answers "
+        f"scored by rule '{result['failed_rule']}'"
+        + (f", seed {result['seed']}" if result["failed_rule"] == "random" else "")
+        + ")"
+    )
+    cats = result["categories"]
+    rows = [[c, cats[c]["accuracy"], cats[c]["correct"], cats[c]["count"]] for c in CATEGORIES]
+    topics = [[t, v["accuracy"], v["correct"], v["count"]] for t, v in result["by_topic"].items()]
+    header = ["correct", "n"]
+    return "\n".join(
+        [
+            head,
+            markdown_table(["category", "accuracy %", *header], rows),
+            "",
+            markdown_table(["topic", "accuracy %", *header], topics),
+        ]
+    )
+
+
+def _score_scienceqa(args: argparse.Namespace) -> dict[str, Any]:
+    predictions = load_json(args.predictions, "ScienceQA predictions")
+    pid_splits = args.pid_splits or Path(args.problems).with_name("pid_splits.json")
+    try:
+        problems = load_scienceqa(args.problems, pid_splits, split=args.split, check_images=False)
+    except DataError as e:
+        raise ScoreError(f"ScienceQA problems: {e}") from e
+    result = score_scienceqa(
+        predictions,
+        problems,
+        failed=args.failed,
+        seed=args.seed,
+        allow_missing=args.allow_missing,
+        what=f"ScienceQA predictions {args.predictions}",
+    )
+    return {"split": args.split, **result}
+
+
 def run(args: argparse.Namespace) -> int:
     """Score, print the table, optionally write JSON. Returns 0, or 2 on bad input."""
     try:
@@ -95,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
                 balanced_only=not args.all_questions,
             )
             text = gqa_summary(result)
+        elif args.task == "scienceqa":
+            result = _score_scienceqa(args)
+            text = json.dumps(result, indent=2) if args.json else scienceqa_summary(result)
         else:
             questions = load_json(args.questions, "VQA questions") if args.questions else None
             result = score_vqav2(
@@ -108,5 +176,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(text)
     if args.out:
-        print(f"wrote {write_json(args.out, result)}")
+        # With --json, stdout holds only the JSON.
+        print(f"wrote {write_json(args.out, result)}", file=sys.stderr if getattr(args, "json", False) else sys.stdout)
     return 0
