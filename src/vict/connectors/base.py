@@ -20,6 +20,10 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
+HAS_IMAGE = "has_image"
+"""``VisionInput.extras`` key: ``(b,)`` bool, which rows carry an image. ``VisionLLM`` sets it from the image slots
+(a row without slots is text only) when the connector gives visual tokens; a connector with zero tokens may set it."""
+
 
 class VisionFeatures(NamedTuple):
     """Features of a batch of images at a named level (``value`` is ``(b, ...)``)."""

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from vict.constants import IGNORE_INDEX, IMAGE_MARKER, IMAGE_SLOT_ID
 from vict.data.images import load_image
@@ -110,7 +111,13 @@ class VictCollator:
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
-    def _split_at_marker(self, text: str, where: str) -> tuple[str, str]:
+    def _split_at_marker(self, text: str, where: str, text_only: bool = False) -> tuple[str, str]:
+        if text_only:  # no image: the whole prompt comes before where the slots would be
+            if IMAGE_MARKER in text:
+                raise ValueError(
+                    f"{where}: a text-only example (no image) must not hold {IMAGE_MARKER!r}: {text[:200]!r}"
+                )
+            return text, ""
         if text.count(IMAGE_MARKER) != 1:
             raise ValueError(
                 f"{where}: the prompt must contain {IMAGE_MARKER!r} exactly once, found "
@@ -125,10 +132,12 @@ class VictCollator:
         messages = [{"role": "user", "content": prompt}]
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def _pieces(self, prompt: str, target: str | None, where: str) -> tuple[list[int], list[int], list[int]]:
+    def _pieces(
+        self, prompt: str, target: str | None, where: str, text_only: bool = False
+    ) -> tuple[list[int], list[int], list[int]]:
         """(before ids incl. bos, after ids, target ids incl. end tokens; [] when ``target`` is None)."""
         prompt_text = self._prompt_text(prompt)
-        before, after = self._split_at_marker(prompt_text, where)
+        before, after = self._split_at_marker(prompt_text, where, text_only)
         before_ids = ([self.tokenizer.bos_token_id] if self.add_bos else []) + self._encode(before)
         if target is None:
             return before_ids, self._encode(after), []
@@ -155,16 +164,19 @@ class VictCollator:
             raise ValueError(f"{where}: empty target after tokenisation (target {target!r})")
         return before_ids, after_ids, target_ids
 
-    def _fit(self, before: list[int], after: list[int], target: list[int], where: str) -> tuple[list, list]:
-        total = len(before) + self.num_visual_tokens + len(after) + len(target)
+    def _fit(
+        self, before: list[int], after: list[int], target: list[int], where: str, slots: int | None = None
+    ) -> tuple[list, list]:
+        slots = self.num_visual_tokens if slots is None else slots
+        total = len(before) + slots + len(after) + len(target)
         excess = total - self.max_length
         if excess <= 0:
             return before, after
         keep_first = 1 if self.add_bos else 0
-        fixed = keep_first + self.num_visual_tokens + len(target)
+        fixed = keep_first + slots + len(target)
         if fixed > self.max_length:
             raise ValueError(
-                f"{where}: the target ({len(target)} tokens) + {self.num_visual_tokens} visual tokens"
+                f"{where}: the target ({len(target)} tokens) + {slots} visual tokens"
                 f"{' + bos' if keep_first else ''} exceed max_length={self.max_length} even without any context; "
                 f"raise max_length (collator / data.max_length) or shorten the target"
             )
@@ -194,12 +206,25 @@ class VictCollator:
         return load_image(path, policy=self.policy)
 
     def _pixel_values(self, images: Sequence[Any]) -> torch.Tensor:
-        out = self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
-        return torch.as_tensor(out, dtype=torch.float32)
+        """Processed images; a ``None`` (a text-only row) becomes zeros of the same shape, which the model ignores
+        (the row has no image slots)."""
+        real = [img for img in images if img is not None]
+        probe = real or [Image.new("RGB", (8, 8))]  # all text only: the processor gives the shape
+        out = torch.as_tensor(self.image_processor(images=probe, return_tensors="pt")["pixel_values"])
+        full = out.new_zeros(len(images), *out.shape[1:]).float()
+        if not real:
+            return full
+        rows = [i for i, img in enumerate(images) if img is not None]
+        full[rows] = out.float()
+        return full
 
     def _load_images(self, examples: Sequence[Example]) -> tuple[list[Example], list[Any]]:
         kept, images = [], []
         for ex in examples:
+            if is_text_only(ex):
+                kept.append(ex)
+                images.append(None)
+                continue
             if ex.image_path is None:
                 raise ValueError(f"image {ex.image_id}: example has no image_path; load records with images_dir")
             try:
@@ -234,9 +259,11 @@ class VictCollator:
         ids_rows, label_rows = [], []
         for ex in examples:
             where = f"image {ex.image_id} ({ex.kind}" + (f", question {ex.question_id})" if ex.question_id else ")")
-            before, after, target = self._pieces(ex.prompt, ex.target, where)
-            before, after = self._fit(before, after, target, where)
-            slots = [IMAGE_SLOT_ID] * self.num_visual_tokens
+            text_only = is_text_only(ex)
+            n_slots = 0 if text_only else self.num_visual_tokens
+            before, after, target = self._pieces(ex.prompt, ex.target, where, text_only)
+            before, after = self._fit(before, after, target, where, n_slots)
+            slots = [IMAGE_SLOT_ID] * n_slots
             ids_rows.append(before + slots + after + target)
             label_rows.append([IGNORE_INDEX] * (len(before) + len(slots) + len(after)) + target)
         batch = {
@@ -267,9 +294,12 @@ class VictCollator:
         for i, ex in enumerate(examples):
             prompt = ex.prompt if isinstance(ex, Example) else ex
             where = f"image {ex.image_id}" if isinstance(ex, Example) else f"prompt [{i}]"
-            before, after, _ = self._pieces(prompt, None, where)
-            before, after = self._fit(before, after, [], where)
-            rows.append(before + [IMAGE_SLOT_ID] * self.num_visual_tokens + after)
+            # a text-only row: an Example without image and marker, or a prompt string whose image is None
+            text_only = is_text_only(ex) if isinstance(ex, Example) else images is not None and images[i] is None
+            n_slots = 0 if text_only else self.num_visual_tokens
+            before, after, _ = self._pieces(prompt, None, where, text_only)
+            before, after = self._fit(before, after, [], where, n_slots)
+            rows.append(before + [IMAGE_SLOT_ID] * n_slots + after)
         batch = {
             "input_ids": self._pad(rows, self.pad_id, "left"),
             "attention_mask": self._pad([[1] * len(r) for r in rows], 0, "left"),
@@ -277,3 +307,9 @@ class VictCollator:
         if images and self.image_processor is not None:
             batch["pixel_values"] = self._pixel_values(images)
         return batch
+
+
+def is_text_only(example: Example) -> bool:
+    """An example without an image: no ``image_path`` and no image marker in its prompt (its row gets no image
+    slots and the model routes it as text only)."""
+    return example.image_path is None and IMAGE_MARKER not in example.prompt

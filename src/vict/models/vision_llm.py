@@ -27,7 +27,7 @@ from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from vict.checkpoint import atomic_directory, load_tensors, save_tensors
-from vict.connectors.base import Connector, VisionFeatures, VisionInput
+from vict.connectors.base import HAS_IMAGE, Connector, VisionFeatures, VisionInput
 from vict.constants import IGNORE_INDEX, IMAGE_SLOT_ID
 from vict.methods.base import LLMInputs, Method
 from vict.models import trainable
@@ -347,17 +347,18 @@ class VisionLLM(nn.Module):
         """Text embeddings ``(b, L, d_llm)`` with the slot rows replaced by ``visual_tokens (b, n_visual, d_llm)``.
 
         Every row of ``input_ids (b, L)`` must hold exactly ``n_visual`` consecutive ``IMAGE_SLOT_ID`` entries
-        (none when the connector gives no tokens).
+        (none when the connector gives no tokens), or none at all: a text-only row, whose visual tokens are
+        dropped (``text_only_rows``).
         """
         slots = input_ids == IMAGE_SLOT_ID
         counts = slots.sum(dim=1)
         n = visual_tokens.shape[1]
-        bad = (counts != n).nonzero().flatten().tolist()
+        bad = ((counts != n) & (counts != 0)).nonzero().flatten().tolist()
         if bad:
             got = ", ".join(f"row {i}: {int(counts[i])}" for i in bad[:8])
             raise ValueError(
                 f"each row of input_ids must contain exactly {n} image slots (IMAGE_SLOT_ID={IMAGE_SLOT_ID}, the "
-                f"model's num_visual_tokens), got {got}. Build batches with "
+                f"model's num_visual_tokens) or none (a text-only row), got {got}. Build batches with "
                 f"VictCollator(num_visual_tokens=model.num_visual_tokens), one '<image>' per prompt."
             )
         if visual_tokens.shape[0] != input_ids.shape[0]:
@@ -367,7 +368,7 @@ class VisionLLM(nn.Module):
         if n:
             first = slots.int().argmax(dim=1)
             span = slots.shape[1] - slots.int().flip(1).argmax(dim=1) - first
-            split = (span != n).nonzero().flatten().tolist()
+            split = ((span != n) & (counts > 0)).nonzero().flatten().tolist()
             if split:
                 raise ValueError(
                     f"the {n} image slots must be consecutive (one '<image>' per prompt); rows {split[:8]} have "
@@ -384,6 +385,9 @@ class VisionLLM(nn.Module):
         embeds = embedding(ids)
         if not n:
             return embeds
+        with_image = counts > 0
+        if not bool(with_image.all()):
+            visual_tokens = visual_tokens[with_image]
         return embeds.masked_scatter(slots.unsqueeze(-1), visual_tokens.to(embeds.dtype))
 
     def _llm_inputs(
@@ -397,6 +401,8 @@ class VisionLLM(nn.Module):
         """Step 1 of every LLM call: vision through the connector, tokens into the text embeddings, method hook."""
         vision = self.encode_images(pixel_values, features)
         embeds = self.embed_inputs(input_ids, vision.tokens)
+        if vision.tokens.shape[1]:  # rows without image slots are text only (methods may route them apart)
+            vision.extras.setdefault(HAS_IMAGE, (input_ids == IMAGE_SLOT_ID).any(dim=1))
         inputs = LLMInputs(embeds, attention_mask, self.position_ids(attention_mask), labels)
         return self.method.prepare(inputs, vision), vision
 

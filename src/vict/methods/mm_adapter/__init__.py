@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from vict.connectors.base import HAS_IMAGE
 from vict.methods.base import Method
 from vict.methods.mm_adapter.adapter import MMAdapter
 from vict.registry import register_method
@@ -36,8 +37,7 @@ from vict.settings import help_field, raise_problems
 if TYPE_CHECKING:
     from vict.connectors.base import VisionInput
 
-HAS_IMAGE = "has_image"
-"""``VisionInput.extras`` key: ``(b,)`` bool, which rows carry an image (default: all when there are visual tokens)."""
+__all__ = ["HAS_IMAGE", "MMAdapterMethod", "MMAdapterSettings"]
 
 
 @dataclass
