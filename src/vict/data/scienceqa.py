@@ -308,3 +308,20 @@ def scienceqa_prompt_target(
     no ``Answer: `` prefix (cleaned as the reference cleans its text). A model is trained on ``prompt + target``."""
     prompt = ("\n" + scienceqa_input(problem, fmt, caption) + "Response:").strip()
     return prompt, _clean(scienceqa_answer(problem, fmt))
+
+
+TEXT_ONLY_PREFIX = "Image: N/A"
+"""What a problem without an image starts with instead of the image (LaVIN's text-only prefix)."""
+
+
+def scienceqa_model_prompt(
+    problem: ScienceQAProblem, fmt: str = "QCM-A", caption: str | None = None
+) -> tuple[str, str]:
+    """The (prompt, target) a ``VisionLLM`` trains on and is asked with, for one problem: LaVIN's pair
+    (``scienceqa_prompt_target``) after the image marker when the problem has an image, else after
+    ``TEXT_ONLY_PREFIX`` and no marker (a text-only row: no image slots, routed as text only)."""
+    from vict.constants import IMAGE_MARKER
+
+    prompt, target = scienceqa_prompt_target(problem, fmt, caption)
+    head = IMAGE_MARKER if problem.has_image else TEXT_ONLY_PREFIX
+    return f"{head}\n{prompt}", target
