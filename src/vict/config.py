@@ -164,9 +164,32 @@ class DataConfig:
     )
     num_workers: int = _help("DataLoader worker processes (0: load in the main process)", default=0)
     max_images: int | None = _help("use at most this many images per split (null: all)", default=None)
+    scienceqa: str | None = _help(
+        "ScienceQA problems.json (official layout: pid_splits.json and images/ beside it) to mix into training "
+        "(data.sqa_ratio); null with data.world: the world's scienceqa/problems.json",
+        default=None,
+    )
+    sqa_ratio: float = _help(
+        "fraction of training examples that are ScienceQA problems (those without an image are text-only rows)",
+        default=0.0,
+    )
+    sqa_format: str = _help("ScienceQA prompt format of those examples: QCM-A or QCM-ALE", default="QCM-A")
+    text_only_ratio: float = _help(
+        "fraction of the caption-as-context instructions (cap_qa) that drop their image: text-only rows, LaVIN's "
+        "mixed-modality training on the same annotations",
+        default=0.0,
+    )
 
     def __post_init__(self) -> None:
         problems = []
+        for name in ("sqa_ratio", "text_only_ratio"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+                problems.append(f"data.{name}={value}: must be in [0, 1]")
+        if self.sqa_format not in ("QCM-A", "QCM-ALE"):
+            problems.append(f"data.sqa_format={self.sqa_format!r}: use QCM-A or QCM-ALE")
+        if self.scienceqa and not self.sqa_ratio:
+            problems.append(f"data.scienceqa={self.scienceqa} is set but data.sqa_ratio is 0: set a ratio, e.g. 0.3")
         has_files = any(getattr(self, n) for n in ("captions", "questions"))
         if self.world and has_files:
             problems.append(

@@ -52,6 +52,9 @@ from vict.training.state import (
     save_training_state,
 )
 
+TEXT_ONLY_KEY = "__text_only__"
+"""Feature-cache key of text-only rows: one blank image's features, dropped by the model (the row has no slots)."""
+
 logger = logging.getLogger(__name__)
 
 
@@ -336,7 +339,9 @@ class TrainRecipe:
         )
         self.builder = builder
         self.image_policy = resolve_policy(dc.bad_input)  # skip mode counts bad images; reported at the end
-        self.stream = ExampleStream(self._load_records(dc.train_split), builder, seed=tc.seed)
+        self.stream = self._mixed(
+            ExampleStream(self._load_records(dc.train_split), builder, seed=tc.seed), dc.train_split, tc.seed
+        )
         if self.stream.dropped:
             self._info(f"{self.stream.dropped} training image(s) have no usable caption/question and are skipped")
         self.collator = VictCollator(
@@ -386,18 +391,42 @@ class TrainRecipe:
         )
         self.val_stream, self.val_plan = None, None
         if dc.val_split and tc.val_batches > 0:
-            val_stream = ExampleStream(self._load_records(dc.val_split), builder, seed=tc.seed + 1)
+            val_stream = self._mixed(
+                ExampleStream(self._load_records(dc.val_split), builder, seed=tc.seed + 1), dc.val_split, tc.seed + 1
+            )
             if len(val_stream) >= tc.batch_size * self.world_size:
                 self.val_stream = val_stream
                 self.val_plan = BatchPlan(len(val_stream), tc.batch_size, self.world_size, seed=tc.seed + 1)
             else:
                 self._info(f"validation split has {len(val_stream)} examples < one batch: no validation loss")
 
+    def _mixed(self, stream: Any, split: str, seed: int) -> Any:
+        """``stream`` with ScienceQA problems and text-only rows mixed in (``vict.data.mixing``), when configured."""
+        dc = self.cfg.data
+        if not dc.sqa_ratio and not dc.text_only_ratio:
+            return stream
+        from vict.data.mixing import MixedStream, ProblemStream
+
+        problems = None
+        if dc.sqa_ratio:
+            from vict.data.scienceqa import load_scienceqa
+
+            path = Path(dc.scienceqa) if dc.scienceqa else Path(dc.world or ".") / "scienceqa" / "problems.json"
+            if not dc.scienceqa and not dc.world:
+                raise ValueError("data.sqa_ratio > 0 needs data.scienceqa (a problems.json) or data.world")
+            loaded = load_scienceqa(path, split=split, image_root=path.parent / "images")
+            problems = ProblemStream(loaded, fmt=dc.sqa_format, seed=seed)
+        return MixedStream(stream, problems, dc.sqa_ratio, dc.text_only_ratio, seed=seed)
+
     @staticmethod
     def _load_cached_image(source: tuple[str, Path | None]) -> Any:
         from vict.data.images import load_image
 
         image_id, path = source
+        if image_id == TEXT_ONLY_KEY:  # text-only rows: a blank image, whose visual tokens the model drops
+            from PIL import Image
+
+            return Image.new("RGB", (8, 8))
         if path is None:
             raise ValueError(f"image {image_id}: no image_path; load records with an images directory")
         return load_image(path, record=f"image {image_id}")
@@ -566,6 +595,8 @@ class TrainRecipe:
         """Collated micro-batches of this process from global position ``start`` on, on the right device."""
         from torch.utils.data import DataLoader, Dataset
 
+        from vict.data.collate import is_text_only
+
         recipe = self
 
         class _Planned(Dataset):
@@ -579,8 +610,9 @@ class TrainRecipe:
                 if recipe.vision_cache is None:
                     return recipe.collator(examples)
                 batch = recipe.text_collator(examples)
-                batch["image_ids"] = [e.image_id for e in examples]
-                batch["image_paths"] = [e.image_path for e in examples]
+                text_only = [is_text_only(e) for e in examples]
+                batch["image_ids"] = [TEXT_ONLY_KEY if t else e.image_id for e, t in zip(examples, text_only)]
+                batch["image_paths"] = [None if t else e.image_path for e, t in zip(examples, text_only)]
                 return batch
 
         class _From(torch.utils.data.Sampler):

@@ -41,6 +41,7 @@ def test_a_mixed_batch_trains_the_text_row_as_text_alone(method: str, tmp_path) 
     assert (mixed["labels"][1] != IGNORE_INDEX).sum() >= 2  # the target and eos
     alone_text, alone_image = collate([text_row]), collate([image_row])
     assert alone_text["pixel_values"].shape == alone_image["pixel_values"].shape
+
     def logits(batch: dict) -> torch.Tensor:
         return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
 
@@ -55,7 +56,7 @@ def test_a_mixed_batch_trains_the_text_row_as_text_alone(method: str, tmp_path) 
     torch.testing.assert_close(both[1, :n_text], text[0, :n_text], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(both[0, :n_image], image[0, :n_image], rtol=1e-5, atol=1e-5)
     # the model marks the rows; LaVIN's router sends them different ways
-    inputs, vision = model._llm_inputs(mixed["pixel_values"], mixed["input_ids"], mixed["attention_mask"], None, None)
+    _, vision = model._llm_inputs(mixed["pixel_values"], mixed["input_ids"], mixed["attention_mask"], None, None)
     assert vision.extras[HAS_IMAGE].tolist() == [True, False]
     if method == "mm_adapter":
         with torch.no_grad(), model.method.bind(vision) as routing:
