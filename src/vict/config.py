@@ -196,10 +196,10 @@ class DataConfig:
                 "data.world and data.captions/data.questions are both set; use data.world for the miniature "
                 "world or the annotation paths for real data, not both"
             )
-        if not self.world and not has_files:
+        if not self.world and not has_files and not (self.scienceqa and self.sqa_ratio == 1):
             problems.append(
-                "no data: set data.world=DIR (create one with `vict data world --out DIR`) "
-                "or data.captions and data.questions"
+                "no data: set data.world=DIR (create one with `vict data world --out DIR`), "
+                "or data.captions and data.questions, or data.scienceqa with data.sqa_ratio: 1"
             )
         if has_files and not self.images:
             problems.append("data.images is required with data.captions/data.questions (the image directory)")

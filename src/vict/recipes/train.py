@@ -328,7 +328,7 @@ class TrainRecipe:
     def _setup_data(self) -> None:
         from vict.data.collate import VictCollator
         from vict.data.policy import resolve_policy
-        from vict.data.prompts import ExampleStream, InstructionBuilder, load_templates
+        from vict.data.prompts import InstructionBuilder, load_templates
 
         dc, tc = self.cfg.data, self.cfg.train
         builder = InstructionBuilder(
@@ -339,9 +339,7 @@ class TrainRecipe:
         )
         self.builder = builder
         self.image_policy = resolve_policy(dc.bad_input)  # skip mode counts bad images; reported at the end
-        self.stream = self._mixed(
-            ExampleStream(self._load_records(dc.train_split), builder, seed=tc.seed), dc.train_split, tc.seed
-        )
+        self.stream = self._mixed(self._image_stream(dc.train_split, builder, tc.seed), dc.train_split, tc.seed)
         if self.stream.dropped:
             self._info(f"{self.stream.dropped} training image(s) have no usable caption/question and are skipped")
         self.collator = VictCollator(
@@ -391,14 +389,20 @@ class TrainRecipe:
         )
         self.val_stream, self.val_plan = None, None
         if dc.val_split and tc.val_batches > 0:
-            val_stream = self._mixed(
-                ExampleStream(self._load_records(dc.val_split), builder, seed=tc.seed + 1), dc.val_split, tc.seed + 1
-            )
+            val_stream = self._mixed(self._image_stream(dc.val_split, builder, tc.seed + 1), dc.val_split, tc.seed + 1)
             if len(val_stream) >= tc.batch_size * self.world_size:
                 self.val_stream = val_stream
                 self.val_plan = BatchPlan(len(val_stream), tc.batch_size, self.world_size, seed=tc.seed + 1)
             else:
                 self._info(f"validation split has {len(val_stream)} examples < one batch: no validation loss")
+
+    def _image_stream(self, split: str, builder: Any, seed: int) -> Any:
+        """VICT's instruction stream over the split's image records (``None`` when training is ScienceQA only)."""
+        from vict.data.prompts import ExampleStream
+
+        if self.cfg.data.sqa_ratio == 1:
+            return None
+        return ExampleStream(self._load_records(split), builder, seed=seed)
 
     def _mixed(self, stream: Any, split: str, seed: int) -> Any:
         """``stream`` with ScienceQA problems and text-only rows mixed in (``vict.data.mixing``), when configured."""
@@ -697,6 +701,9 @@ class TrainRecipe:
             model, self.builder, collator, max_new_tokens=self.cfg.train.sample_max_new_tokens, reuse_features=False
         )
         records = self.val_stream.records[:count]
+        if not records:  # ScienceQA-only training: no image records to caption
+            self.accelerator.wait_for_everyone()
+            return
         captions = engine.caption([r.image_path for r in records])
         asked = [r for r in records if r.answered_qas]
         answers = engine.answer([r.image_path for r in asked], [r.answered_qas[0].question for r in asked])

@@ -36,6 +36,7 @@ def test_configs_are_shipped():
         "llama7b/coco_gqa_vict_llama_adapter.yaml",
         "llama7b/coco_vpgtrans.yaml",
         "llama7b/coco_gqa_vpgtrans_lora.yaml",
+        "llama7b/scienceqa_lavin.yaml",
         "accelerate/ddp.yaml",
         "accelerate/fsdp.yaml",
         "accelerate/deepspeed_zero2.yaml",
@@ -57,8 +58,11 @@ def test_every_run_yaml_loads_and_validates(path: Path):
     raw = yaml.safe_load(path.read_text())
     assert set(raw) <= {"model", "method", "connector", "data", "train"}
     assert cfg.method.type == raw["method"]["type"]
-    assert cfg.method.type in path.stem.replace("vict_", "")
-    assert cfg.connector.type == "qformer_tokens"  # the method's default, named in the resolved config
+    # the file is named after its method (LaVIN's configs after the system: its method is mm_adapter)
+    named = path.stem.replace("vict_", "").replace("lavin", "mm_adapter")
+    assert cfg.method.type in named, (cfg.method.type, path.stem)
+    # the connector the file names, else the method's default, named in the resolved config
+    assert cfg.connector.type == raw.get("connector", {}).get("type", "qformer_tokens")
     assert sum(cfg.data.normalised_ratios().values()) == pytest.approx(1.0)
     # Resolved config round-trips.
     assert config_from_dict(config_to_dict(cfg)) == cfg
@@ -107,6 +111,22 @@ def test_the_vpgtrans_lora_paper_config_is_vict_lora_after_the_vpgtrans_warmup()
     parts = paper_footprint({"type": "vpgtrans_lora"}, 32)["counts"]["parts"]
     assert parts["qformer"]["trainable"] == 0 and parts["vision"]["trainable"] == 0
     assert parts["method"]["trainable"] == 32 * 2 * (4096 * 8 + 8 * 4096)  # LoRA r=8 on q, v of 32 blocks
+
+
+def test_the_lavin_paper_config_holds_the_reference_setting():
+    cfg = load_config(ROOT / "configs" / "llama7b" / "scienceqa_lavin.yaml")
+    s = cfg.method.settings
+    assert (s.dim, s.groups, s.dropout, s.scale, s.temperature, s.position) == (8, 2, 0.1, 1.0, 10.0, "attn")
+    assert cfg.connector.type == "lavin_cls" and cfg.connector.settings.hidden == 128
+    assert cfg.data.sqa_ratio == 1.0 and cfg.data.sqa_format == "QCM-ALE" and cfg.model.num_extra_queries == 0
+    assert cfg.train.lr == pytest.approx(9e-3 * 32 / 256) and cfg.train.weight_decay == 0.02 and cfg.train.epochs == 20
+    from vict.models.builders import paper_footprint
+
+    parts = paper_footprint({"type": "mm_adapter"}, 0, connector={"type": "lavin_cls"})["counts"]["parts"]
+    d = 4096
+    assert parts["method"]["trainable"] == 32 * ((d * 8 + 8) + 2 * (d * 4 + d) + (d * 2 + 2)) + 2 * d  # 2.63M
+    assert parts["connector"]["trainable"] == (1408 * 128 + 128) + (128 * d + d)  # ViT-g width 1408
+    assert parts["vision"]["trainable"] == parts["qformer"]["trainable"] == parts["llm"]["trainable"] == 0
 
 
 @pytest.mark.parametrize("path", ACCELERATE_YAMLS, ids=lambda p: p.name)
