@@ -100,14 +100,14 @@ class QuickstartPreset:
     @property
     def rows(self) -> tuple[str, ...]:
         """Report rows: the source BLIP-2, then one per method."""
-        return (SOURCE_ROW, *(f"vict-{m}" for m in self.methods))
+        return (SOURCE_ROW, *(row_name(m) for m in self.methods))
 
     def stage_eta_s(self) -> dict[str, float]:
         """Nominal seconds of every stage, in order (one ``train vict-<method>`` stage per method)."""
         eta = dict(self.eta_s)
         trains = {}
         for m in self.methods:
-            trains[f"train vict-{m}"] = eta["train"]
+            trains[f"train {row_name(m)}"] = eta["train"]
             if m == "vpgtrans":  # its from-scratch baseline trains right after it
                 trains[TRANSFER_STAGE] = eta["train"]
         return {"world": eta["world"], "zoo": eta["zoo"], **trains, **{k: eta[k] for k in AFTER_TRAINING}}
@@ -207,14 +207,18 @@ def train_config(
     out: Path,
     seed: int,
     init_weights: Path | None = None,
+    recipe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The VICT training config (a ``vict.config`` dict) of one row: the zoo's BLIP-2 as frozen VPG, the
-    zoo's LLaMA as target LM, the method's settings and learning rate from its ``quickstart_recipe`` (which may also
-    set ``num_extra_queries`` and ``connector_lr``); ``init_weights``: the projection's start (VPGTrans's merged
-    projector)."""
+    zoo's LLaMA as target LM, the method's settings and learning rate from its ``quickstart_recipe`` (or the given
+    ``recipe``, e.g. a variant's; it may also set ``num_extra_queries``, ``connector_lr``, ``connector`` and
+    ``text_only_ratio``); ``init_weights``: the projection's start (VPGTrans's merged projector)."""
     from vict.data.prompts import MINIATURE_FROZEN_LLM_TEMPLATES_PATH, MINIATURE_TEMPLATES_PATH
 
-    recipe = method_recipe(method, zoo)
+    recipe = method_recipe(method, zoo) if recipe is None else recipe
+    connector = dict(recipe.get("connector") or {})
+    if init_weights:
+        connector = {"type": "qformer_tokens", "init_weights": str(init_weights)}
     templates = MINIATURE_FROZEN_LLM_TEMPLATES_PATH if recipe.get("frozen_llm") else MINIATURE_TEMPLATES_PATH
     return {
         "model": {
@@ -225,7 +229,7 @@ def train_config(
             "frozen_dtype": "float32",
         },
         "method": {"type": method, **recipe["settings"]},
-        **({"connector": {"type": "qformer_tokens", "init_weights": str(init_weights)}} if init_weights else {}),
+        **({"connector": connector} if connector else {}),
         # prompts ending like the zoo LMs' own question-answer text (the file says why; docs/tuning.md measures it)
         "data": {
             "world": str(world),
@@ -233,6 +237,7 @@ def train_config(
             "val_split": "val",
             "max_length": 128,
             "templates": str(templates),
+            **({"text_only_ratio": recipe["text_only_ratio"]} if recipe.get("text_only_ratio") else {}),
         },
         "train": {
             "output_dir": str(out),
@@ -257,6 +262,31 @@ def train_config(
     }
 
 
+def row_name(key: str) -> str:
+    """The report row of a preset entry: ``vict-<method>`` for a method, the variant's own name otherwise."""
+    from vict.registry import method_names
+
+    return f"vict-{key}" if key in method_names() else key
+
+
+def row_method(key: str, zoo: Any) -> tuple[str, dict[str, Any]]:
+    """``(method, recipe)`` of a preset entry: a registered method with its ``quickstart_recipe``, or a variant a
+    method's recipe declares under ``variants`` (its keys override the method's recipe)."""
+    from vict.registry import method_names
+
+    if key in method_names():
+        return key, method_recipe(key, zoo)
+    for method in method_names():
+        try:
+            recipe = method_recipe(method, zoo)
+        except ValueError:
+            continue
+        variants = recipe.pop("variants", {})
+        if key in variants:
+            return method, {**recipe, **variants[key]}
+    raise ValueError(f"quickstart row {key!r} is neither a method with a quickstart recipe nor a declared variant")
+
+
 def method_recipe(method: str, zoo: Any) -> dict[str, Any]:
     """The method's ``quickstart_recipe`` for the zoo's target LM (a clear error when it has none)."""
     from vict.registry import get_method
@@ -267,7 +297,7 @@ def method_recipe(method: str, zoo: Any) -> dict[str, Any]:
         raise ValueError(
             f"method {method!r} has no quickstart recipe (Method.quickstart_recipe); drop it from methods"
         )
-    return recipe
+    return dict(recipe)
 
 
 def heldout_texts(world: Path, split: str = "test") -> list[str]:
@@ -372,15 +402,14 @@ def quickstart(
             merged.append(init)
         return merged[0]
 
-    for method in p.methods:
-        row = f"vict-{method}"
-        recipe = method_recipe(method, zoo)
+    for key in p.methods:
+        row = row_name(key)
+        method, recipe = row_method(key, zoo)
 
-        def run_training(
-            method: str = method, row: str = row, is_transfer: bool = bool(recipe.get("transfer"))
-        ) -> Path:
-            init = merged_projector() if is_transfer else None
-            return train_row(row, train_config(p, method, world, zoo, out / "runs" / row, seed, init_weights=init))
+        def run_training(method: str = method, row: str = row, recipe: dict[str, Any] = recipe) -> Path:
+            init = merged_projector() if recipe.get("transfer") else None
+            cfg = train_config(p, method, world, zoo, out / "runs" / row, seed, init_weights=init, recipe=recipe)
+            return train_row(row, cfg)
 
         finals[row] = clock.run(f"train {row}", run_training)
         if recipe.get("speedup"):
