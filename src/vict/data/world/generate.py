@@ -7,6 +7,11 @@ Splits: image ids are ``1..N`` in generation order; the last ``round(0.1 N)`` go
 ``round(0.1 N)`` before them to val, the rest to train (80/10/10; val and test get at least one image each
 when N >= 3). Image k is the same for any N and the same seed, so a larger world extends a smaller one.
 Same arguments, same bytes: per-image rngs from the seed, fixed PNG settings, no timestamps.
+
+Besides the COCO and GQA files, the world holds ScienceQA-mini (``scienceqa.py``: problems made from every split's
+scenes, in the official ScienceQA layout) and the val and test questions in the VQA v2 format (``vqav2.py``). Both
+draw only from rngs of their own, so the COCO, GQA, image and scene files are byte for byte what they are without
+them; ``summary.json`` gains the keys ``scienceqa`` and ``vqav2`` after all the others.
 """
 
 from __future__ import annotations
@@ -16,12 +21,29 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from vict.data.world.baselines import majority_answer_accuracy, question_only_accuracy
+from vict.data.world.baselines import (
+    SCIENCEQA_CATEGORIES,
+    majority_answer_accuracy,
+    question_only_accuracy,
+    scienceqa_baselines,
+    scienceqa_categories,
+)
 from vict.data.world.captions import make_captions
-from vict.data.world.layout import ANNOTATIONS_DIR, IMAGES_DIR, SCENES_FILE, SPLITS, SUMMARY_FILE, world_files
+from vict.data.world.layout import (
+    ANNOTATIONS_DIR,
+    GENERATED_DIRS,
+    IMAGES_DIR,
+    SCENES_FILE,
+    SPLITS,
+    SUMMARY_FILE,
+    VQAV2_SPLITS,
+    world_files,
+)
 from vict.data.world.questions import KIND_OF_FAMILY, QUESTIONS_PER_IMAGE, make_questions
 from vict.data.world.render import png_bytes, render_scene
-from vict.data.world.scene import image_rng, sample_scene
+from vict.data.world.scene import Scene, image_rng, sample_scene
+from vict.data.world.scienceqa import write_scienceqa
+from vict.data.world.vqav2 import write_vqav2
 
 HELD_OUT_FRACTION = 0.1
 """Fraction of images in each of val and test."""
@@ -65,7 +87,7 @@ def generate_world(
 
     Args:
         out: output folder; refused if it already holds a world unless ``overwrite`` (which replaces
-            ``images/``, ``annotations/`` and ``summary.json``, and nothing else).
+            ``images/``, ``annotations/``, ``scienceqa/``, ``vqav2/`` and ``summary.json``, and nothing else).
         images: number of images N (>= 1).
         seed: world seed; same (seed, images, size, questions_per_image) gives identical bytes.
         size: image side in pixels (>= 16).
@@ -86,7 +108,7 @@ def generate_world(
             raise FileExistsError(
                 f"{out} already holds a world; pass --overwrite to replace it or choose another --out"
             )
-        for sub in (IMAGES_DIR, ANNOTATIONS_DIR):
+        for sub in GENERATED_DIRS:
             shutil.rmtree(out / sub, ignore_errors=True)
         (out / "summary.json").unlink(missing_ok=True)
     (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
@@ -104,6 +126,7 @@ def generate_world(
     }
     gqa: dict[str, dict[str, dict]] = {s: {} for s in SPLITS}
     scenes = []
+    world_scenes: list[Scene] = []
     for index in range(images):
         image_id = index + 1
         split = splits[index]
@@ -112,6 +135,7 @@ def generate_world(
         file_name = f"{image_id}.png"
         (out / IMAGES_DIR / file_name).write_bytes(png_bytes(picture))
         scenes.append(scene.to_json() | {"split": split, "file_name": file_name})
+        world_scenes.append(scene)
 
         coco[split]["images"].append({"id": image_id, "file_name": file_name, "width": size, "height": size})
         for k, caption in enumerate(make_captions(scene, image_rng(seed, index, "captions"))):
@@ -142,7 +166,13 @@ def generate_world(
         _dump(files["questions"], gqa[s])
     _dump(out / ANNOTATIONS_DIR / SCENES_FILE, {"seed": seed, "size": size, "scenes": scenes})
 
+    problems = write_scienceqa(out, world_scenes, splits, seed)
+    vqa_counts = write_vqav2(out, gqa, seed)
+
+    # New keys go after the existing ones, so the rest of summary.json reads exactly as before.
     summary = summarize(gqa, coco, seed=seed, size=size)
+    summary["scienceqa"] = summarize_scienceqa(problems)
+    summary["vqav2"] = {"splits": list(VQAV2_SPLITS), "questions": vqa_counts}
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
@@ -176,3 +206,12 @@ def summarize(gqa: dict[str, dict[str, dict]], coco: dict[str, dict], seed: int,
             "question_only_accuracy": {k: round(v, 4) for k, v in question_only.items()},
         },
     }
+
+
+def summarize_scienceqa(problems: dict[str, dict]) -> dict:
+    """ScienceQA-mini problems per split and official category, and its blind baselines (on test)."""
+    counts = {s: dict.fromkeys(SCIENCEQA_CATEGORIES, 0) for s in SPLITS}
+    for p in problems.values():
+        for cat in scienceqa_categories(p):
+            counts[p["split"]][cat] += 1
+    return {"problems": counts, "blind_baselines": scienceqa_baselines(problems)}
