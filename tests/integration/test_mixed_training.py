@@ -55,3 +55,15 @@ def test_bad_mix_settings_are_reported_together(world: Path) -> None:
         load_config(LORA, [f"data.world={world}", "data.text_only_ratio=2", "data.sqa_format=QCM", "data.scienceqa=x"])
     text = str(err.value)
     assert "data.text_only_ratio=2" in text and "data.sqa_format='QCM'" in text and "data.sqa_ratio is 0" in text
+
+
+def test_lavin_trains_on_the_worlds_scienceqa_mixed_with_victs_instructions(world: Path, tmp_path: Path) -> None:
+    lavin = ["connector={type: lavin_cls, every: 1, hidden: 16}", "model.num_extra_queries=0"]
+    mixed = _losses(world, tmp_path / "mixed", *lavin, "data.sqa_ratio=0.5", "data.text_only_ratio=0.3")
+    only = _losses(world, tmp_path / "only", *lavin, "data.sqa_ratio=1")
+    assert len(mixed) == len(only) == 4 and mixed != pytest.approx(only)
+    assert all(0 < loss < 20 for loss in mixed + only)
+    from vict.models.vision_llm import VisionLLM
+
+    model = VisionLLM.from_pretrained(tmp_path / "only" / "final")
+    assert model.connector.name == "lavin_cls" and model.method.name == "mm_adapter"
