@@ -1,5 +1,5 @@
 """``report.md`` and ``report.json`` of ``vict eval``: Table 1 (captions), Table 2 (GQA by context setting), GQA by
-question type, notes."""
+question type, ScienceQA by official category, VQAv2 by answer type, notes."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from typing import Any
 
 from vict.eval.gqa import SEMANTIC_NAMES
 from vict.eval.report import caption_table, gqa_table, markdown_table, notes_lines, write_json, write_text
+from vict.eval.scienceqa import CATEGORIES
 from vict.eval.splits import SETTING_DESCRIPTIONS, SETTINGS
 
 REPORT_CAPTION_METRICS: tuple[str, ...] = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
 """Columns of the paper's Table 1."""
 TYPE_TABLE_PREFIXES: tuple[str, ...] = ("structural/", "semantic/")
 """Rows of the by-question-type table in ``report.md`` (``report.json`` also has ``detailed/*``, ``binary``, ``open``)."""
+VQAV2_ANSWER_TYPES: tuple[str, ...] = ("yes/no", "number", "other")
+"""VQAv2's answer types, the columns of its table (``report.json`` also has ``per_question_type``)."""
 
 
 def type_label(key: str) -> str:
@@ -37,6 +40,24 @@ def by_type_table(gqa: dict[str, Any]) -> str | None:
             n = max(c["count"] for c in cells if c)
             rows.append([type_label(key), n, *(c["accuracy"] if c else None for c in cells)])
     return markdown_table(["question type", "n", *settings], rows) if rows else None
+
+
+def scienceqa_table(rows: dict[str, dict[str, Any]]) -> str:
+    """ScienceQA accuracy (%) by official category, one row per model, with the failed extractions and ``n``."""
+    return markdown_table(
+        ["model", *CATEGORIES, "failed", "n"],
+        [[n, *(r["categories"][c]["accuracy"] for c in CATEGORIES), r["failed"], r["n"]] for n, r in rows.items()],
+    )
+
+
+def vqav2_table(rows: dict[str, dict[str, Any]]) -> str:
+    """VQAv2 accuracy (%, official rule): overall and by answer type, one row per model."""
+    types = [t for t in VQAV2_ANSWER_TYPES if any(t in r["per_answer_type"] for r in rows.values())]
+    types += sorted({t for r in rows.values() for t in r["per_answer_type"]} - set(types))
+    return markdown_table(
+        ["model", "overall", *types, "n"],
+        [[n, r["overall"], *(r["per_answer_type"].get(t) for t in types), r["n"]] for n, r in rows.items()],
+    )
 
 
 def report_markdown(reports: dict[str, dict[str, Any]], title: str = "Evaluation") -> str:
@@ -83,22 +104,46 @@ def report_markdown(reports: dict[str, dict[str, Any]], title: str = "Evaluation
     if sent_rows:
         lines += ["## GQA sentence answers (no context), %", ""]
         lines += [markdown_table(["model", "exact (normalised)", "answer in sentence", "n"], sent_rows), ""]
-    lines += [
-        "## Notes",
-        "",
-        f"- Gold caption: {first['choices']['gold_caption']}.",
-        f"- Self caption: {first['choices']['self_caption']}.",
-        *(
-            f"- {label}: {first['choices'][key]}."
-            for key, label in (
-                ("qa_context", "QA context"),
-                ("dense_caption", "Dense caption"),
-                ("distractor", "Distractor caption"),
-            )
-            if key in first["choices"]
-        ),
-        "- Decoding: greedy.",
-    ]
+    sqa_rows = {n: r["scienceqa"] for n, r in reports.items() if r.get("scienceqa")}
+    if sqa_rows:
+        some = next(iter(sqa_rows.values()))
+        lines += [f"## ScienceQA accuracy by category, % (split `{some['split']}`, format `{some['format']}`)", ""]
+        lines += [scienceqa_table(sqa_rows), ""]
+        lines += [
+            "Categories as the official `get_scores`: NAT/SOC/LAN by subject, TXT = with a hint, IMG = with an image, "
+            "NO = neither, G1-6/G7-12 by grade. Answer: the first `The answer is X.` (else a bare letter or "
+            "`X. ...`); "
+            f"`failed` = answers with no valid letter, scored by the `{some['failed_rule']}` rule (seed "
+            f"{some['seed']}). Problems without an image: "
+            + "; ".join(f"{n}: {r['text_only_rows']} ({r['n_text_only']} of {r['n']})" for n, r in sqa_rows.items())
+            + ". Per-topic accuracies are in report.json.",
+            "",
+        ]
+    vqa_rows = {n: r["vqav2"] for n, r in reports.items() if r.get("vqav2")}
+    if vqa_rows:
+        some = next(iter(vqa_rows.values()))
+        lines += [f"## VQAv2 accuracy, % (official rule; split `{some['split']}`)", "", vqav2_table(vqa_rows), ""]
+        lines += [
+            "Each question asked with the model's short-answer prompt (no context, as the GQA `none` setting); "
+            "per question type in report.json.",
+            "",
+        ]
+    lines += ["## Notes", ""]
+    if any(r.get("caption") or r.get("gqa") for r in reports.values()):
+        lines += [
+            f"- Gold caption: {first['choices']['gold_caption']}.",
+            f"- Self caption: {first['choices']['self_caption']}.",
+            *(
+                f"- {label}: {first['choices'][key]}."
+                for key, label in (
+                    ("qa_context", "QA context"),
+                    ("dense_caption", "Dense caption"),
+                    ("distractor", "Distractor caption"),
+                )
+                if key in first["choices"]
+            ),
+        ]
+    lines += ["- Decoding: greedy."]
     shared = [note for note in first.get("notes", []) if all(note in r.get("notes", []) for r in reports.values())]
     lines += [f"- {note}" for note in shared]
     for n, r in reports.items():

@@ -5,6 +5,9 @@
   (``vict.data.dataset.load_dataset``): COCO captions in any of the three formats (official ``captions_*.json``,
   Karpathy ``dataset_coco.json``, LAVIS ``coco_karpathy_*.json``), GQA balanced questions (official or LAVIS), and
   optionally VG's ``image_data.json`` to join GQA (Visual Genome) image ids to COCO ids.
+- The extra tasks (``EXTRA_TASKS``, run only when asked for): ``load_vqav2`` / ``load_world_vqav2`` read VQAv2's
+  official questions and annotations files (a ``VQAv2Split``); ``world_scienceqa_problems`` names a world's ScienceQA
+  ``problems.json`` (run by ``vict.eval.scienceqa_run``).
 
 Both give an ``EvalSplit``: the images to run (captioning uses the images that have captions, GQA the images that
 have questions), the questions, and the annotations restricted to exactly those images and questions, in the shapes
@@ -490,3 +493,177 @@ def load_eval_files(
         notes=notes,
         data=data,
     )
+
+
+# ---- VQAv2 and ScienceQA sources (``vict eval --vqav2-* / --scienceqa``, or a world folder's own files) ----
+
+EXTRA_TASKS: tuple[str, ...] = ("scienceqa", "vqav2")
+"""Tasks run only when asked for (``--tasks``, or their files given): default runs (``TASKS``) are unchanged."""
+ALL_TASKS: tuple[str, ...] = TASKS + EXTRA_TASKS
+
+
+@dataclass
+class VQAv2Question:
+    """One VQAv2 question with the file of its image."""
+
+    question_id: int
+    image_id: int
+    question: str
+    path: Path
+
+
+@dataclass
+class VQAv2Split:
+    """VQAv2 questions to ask, and the official files restricted to exactly them (what ``score_vqav2`` takes):
+    ``questions_file`` (``{"questions": [...]}``) and ``annotations`` (``{"annotations": [...]}``)."""
+
+    name: str
+    questions: list[VQAv2Question]
+    questions_file: dict[str, Any]
+    annotations: dict[str, Any]
+    data: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def coco_image_name(subtype: str, image_id: int) -> str:
+    """COCO's file name of an image: ``COCO_val2014_000000000042.jpg``."""
+    return f"COCO_{subtype}_{int(image_id):012d}.jpg"
+
+
+def world_scienceqa_problems(world_dir: str | Path) -> Path:
+    """``<world>/scienceqa/problems.json`` (``vict.data.world.layout.scienceqa_files``; it may not exist)."""
+    from vict.data.world.layout import scienceqa_files
+
+    return scienceqa_files(world_dir)["problems"]
+
+
+def world_vqav2_files(world_dir: str | Path, split: str) -> tuple[Path, Path]:
+    """``(questions, annotations)`` paths of a world's VQAv2 split (``vict.data.world.layout.vqav2_files``; they may
+    not exist)."""
+    from vict.data.world.layout import vqav2_files
+
+    files = vqav2_files(world_dir, split, check_split=False)
+    return files["questions"], files["annotations"]
+
+
+def _vqav2_image_paths(
+    image_ids: Sequence[int], images_dir: Path, subtype: str | None, names: dict[int, str] | None
+) -> tuple[dict[int, Path], list[str]]:
+    """``{image_id: path}`` and the images not found (one line each). ``names``: the world's own file names."""
+    found, missing = {}, []
+    for image_id in image_ids:
+        if names is not None:
+            candidates = [images_dir / names[image_id]] if image_id in names else []
+        else:
+            candidates = []
+            if subtype:
+                name = coco_image_name(subtype, image_id)
+                candidates += [images_dir / name, images_dir / subtype / name]
+            candidates += [images_dir / f"{image_id}{ext}" for ext in (".jpg", ".png", ".jpeg")]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            tried = ", ".join(str(p) for p in candidates[:2]) or "no file_name in the captions file"
+            missing.append(f"image {image_id} ({tried})")
+        else:
+            found[image_id] = path
+    return found, missing
+
+
+def load_vqav2(
+    questions: str | Path,
+    annotations: str | Path,
+    images_dir: str | Path,
+    *,
+    image_names: dict[int, str] | None = None,
+    limit: int | None = None,
+    name: str | None = None,
+) -> VQAv2Split:
+    """Official VQAv2 files (``v2_OpenEnded_mscoco_*_questions.json``, ``v2_mscoco_*_annotations.json``) and images.
+
+    Args:
+        questions / annotations: the official files of one split (same question ids).
+        images_dir: the images: COCO's ``COCO_{data_subtype}_{image_id:012d}.jpg`` (directly or under
+            ``{data_subtype}/``; ``data_subtype`` from the questions file), or ``{image_id}.jpg/.png``.
+        image_names: ``{image_id: file name under images_dir}`` instead (a world's own images, from its
+            COCO-format captions file).
+        limit: keep the questions of the first ``limit`` images (question-file order).
+        name: the split's name (default the files' ``data_subtype``).
+
+    Raises:
+        FileNotFoundError: a missing file or image (all missing images counted, the first named).
+        ScoreError: malformed files, or questions and annotations that do not match.
+    """
+    q_path, a_path, images_dir = Path(questions), Path(annotations), Path(images_dir)
+    missing_files = [str(p) for p in (q_path, a_path) if not p.is_file()]
+    if missing_files or not images_dir.is_dir():
+        what = missing_files + ([f"{images_dir} (images folder)"] if not images_dir.is_dir() else [])
+        raise FileNotFoundError(
+            f"VQAv2: missing {', '.join(what)}; pass --vqav2-questions v2_OpenEnded_mscoco_<split>_questions.json "
+            "--vqav2-annotations v2_mscoco_<split>_annotations.json --vqav2-images <COCO images folder>"
+        )
+    q_raw, a_raw = _read_json(q_path, "VQAv2 questions file"), _read_json(a_path, "VQAv2 annotations file")
+    if not isinstance(q_raw, dict) or not isinstance(q_raw.get("questions"), list):
+        raise ScoreError(f"{q_path}: not a VQAv2 questions file (a dict with a 'questions' list)")
+    if not isinstance(a_raw, dict) or not isinstance(a_raw.get("annotations"), list):
+        raise ScoreError(f"{a_path}: not a VQAv2 annotations file (a dict with an 'annotations' list)")
+    bad = [k for k, q in enumerate(q_raw["questions"]) if not {"question_id", "image_id", "question"} <= set(q)]
+    if bad:
+        raise ScoreError(f"{q_path}: questions {bad[:5]} lack 'question_id', 'image_id' or 'question'")
+    anns = {int(a["question_id"]): a for a in a_raw["annotations"]}
+    q_ids = {int(q["question_id"]) for q in q_raw["questions"]}
+    if q_ids != set(anns):
+        raise ScoreError(
+            f"VQAv2 questions {q_path} and annotations {a_path} do not match: {len(q_ids - set(anns))} questions "
+            f"without annotation (e.g. {sorted(q_ids - set(anns))[:5]}), {len(set(anns) - q_ids)} annotations "
+            f"without question (e.g. {sorted(set(anns) - q_ids)[:5]}); pass the two files of one split"
+        )
+    order = list(dict.fromkeys(int(q["image_id"]) for q in q_raw["questions"]))  # images in first-question order
+    kept_images = order[: limit or None]
+    subtype = q_raw.get("data_subtype") or a_raw.get("data_subtype")
+    paths, missing = _vqav2_image_paths(kept_images, images_dir, subtype, image_names)
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} VQAv2 images not found under {images_dir} (e.g. {'; '.join(missing[:3])}); check "
+            "--vqav2-images (COCO's COCO_<subtype>_<id>.jpg files)"
+        )
+    kept = set(kept_images)
+    raw_questions = [q for q in q_raw["questions"] if int(q["image_id"]) in kept]
+    items = [
+        VQAv2Question(int(q["question_id"]), int(q["image_id"]), q["question"], paths[int(q["image_id"])])
+        for q in raw_questions
+    ]
+    notes = []
+    if limit and len(order) > len(kept_images):
+        notes.append(f"VQAv2: the questions of the first {len(kept_images)} of {len(order)} images (--limit).")
+    return VQAv2Split(
+        name=name or str(subtype or q_path.stem),
+        questions=items,
+        questions_file={**{k: v for k, v in q_raw.items() if k != "questions"}, "questions": raw_questions},
+        annotations={
+            **{k: v for k, v in a_raw.items() if k != "annotations"},
+            "annotations": [anns[q.question_id] for q in items],
+        },
+        data=f"questions={q_path}; annotations={a_path}",
+        notes=notes,
+    )
+
+
+def load_world_vqav2(world_dir: str | Path, split: str = "test", limit: int | None = None) -> VQAv2Split:
+    """A world folder's VQAv2 split (``world_vqav2_files``), its images resolved
+    through the world's COCO-format captions file (``images[].file_name`` under ``images/``)."""
+    from vict.data.world.layout import world_files
+
+    world_dir = Path(world_dir)
+    q_path, a_path = world_vqav2_files(world_dir, split)
+    files = world_files(world_dir, split, check_split=False)
+    missing = [p for p in (q_path, a_path, files["captions"]) if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"--data {world_dir}: the vqav2 task needs {', '.join(str(p) for p in missing)} (a world written with "
+            "VQAv2 files), or pass --vqav2-questions/--vqav2-annotations/--vqav2-images"
+        )
+    coco = _read_json(files["captions"], "captions file")
+    names = {int(img["id"]): img.get("file_name", f"{img['id']}.png") for img in coco.get("images", [])}
+    out = load_vqav2(q_path, a_path, files["images_dir"], image_names=names, limit=limit, name=split)
+    out.data = str(world_dir)
+    return out

@@ -10,6 +10,12 @@ Reuse, with identical outputs: each image's features (everything before the conn
 Q-Former connector, the Q-Former outputs) are computed once and shared by every prompt about it (one
 ``FeatureCache``), and each image's own caption is made once and shared by its caption request and every ``self``
 question about it. Both are bounded (``max_images``, least recently used out) and dropped by ``release()``.
+
+Text-only rows: ``generate`` takes ``None`` for an image; that prompt (which must hold no ``<image>`` marker) becomes
+a row with no image slots, batched with the image rows, and gives the text ``model.generate`` gives on
+``collator.encode_prompts([prompt], images=[None])``. It has no cache entry: with the cache on, its features are those
+of the collator's zero image (``pixel_values`` of zeros), computed once per engine and kept apart, so both paths feed
+the model the same input.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 from PIL import Image
 
 from vict.connectors.base import VisionFeatures
+from vict.constants import IMAGE_MARKER
 from vict.data.prompts import STYLES, InstructionBuilder
 from vict.inference.context import CAPTION_KIND, Context
 from vict.models.feature_cache import FeatureCache, image_key
@@ -36,6 +43,9 @@ MAX_IMAGES = 1024
 """Default bound of the per-image feature cache and caption memory of an engine."""
 
 ImageLike = Image.Image | str | Path
+_STAND_IN = Image.new("RGB", (8, 8))
+"""What ``VictEngine.generate`` hands the collator for an image row whose features are cached: only its presence
+matters (it marks a row with image slots in a batch that also has text-only rows)."""
 
 
 @dataclass
@@ -175,6 +185,17 @@ class Engine:
     def _budget(self, kind: str, max_new_tokens: int | None) -> int:
         raise NotImplementedError
 
+    def complete(
+        self,
+        images: Sequence[ImageLike | None],
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        progress: str | None = None,
+    ) -> list[str]:
+        """Greedy completions of ready-made ``prompts`` (in the engine's own prompt style) for ``images``, batched:
+        what task harnesses with their own prompts (ScienceQA) call. ``None`` images: see the engine."""
+        return self._complete(images, prompts, max_new_tokens, progress)
+
     def release(self) -> None:
         """Drop the cached features and captions (``vict eval`` calls it after each block of images)."""
         if self.cache is not None:
@@ -271,6 +292,7 @@ class VictEngine(Engine):
         self.collator = collator or make_collator(model)
         self.max_new_tokens = max_new_tokens
         self.caption_prompt = self.builder.prompt(CAPTION_KIND, None)
+        self._blank_features: torch.Tensor | None = None
         if reuse_features:
             self.cache = FeatureCache(self._encode, open_image, batch_size=batch_size, max_images=max_images)
 
@@ -317,15 +339,48 @@ class VictEngine(Engine):
         pixel_values = torch.as_tensor(pixel_values, dtype=torch.float32).to(self.device)
         return self.model.vision_features(pixel_values, training=False).value
 
+    def _text_only_features(self) -> torch.Tensor:
+        """The cached-feature row of a text-only prompt: the features of the collator's zero image (the
+        ``pixel_values`` the pixel path gives a ``None`` image), computed once and kept apart from the image cache."""
+        if self._blank_features is None:
+            probe = self.model.image_processor(images=[Image.new("RGB", (8, 8))], return_tensors="pt")["pixel_values"]
+            zeros = torch.zeros_like(torch.as_tensor(probe, dtype=torch.float32)).to(self.device)
+            self._blank_features = self.model.vision_features(zeros, training=False).value[0].detach().cpu()
+        return self._blank_features
+
+    def _cached_features(self, images: Sequence[ImageLike | None], device: torch.device) -> torch.Tensor:
+        """``(b, ...)`` features of one batch from the cache; a ``None`` row gets ``_text_only_features``."""
+        assert self.cache is not None, "_cached_features needs the feature cache (reuse_features=True)"
+        rows = [i for i, im in enumerate(images) if im is not None]
+        if len(rows) == len(images):
+            return self.cache.get([image_key(im) for im in images], images, device)
+        blank = self._text_only_features().to(device)
+        out = blank.unsqueeze(0).repeat(len(images), *([1] * blank.dim()))
+        if rows:
+            real = [images[i] for i in rows]
+            out[rows] = self.cache.get([image_key(im) for im in real], real, device).to(out.dtype)
+        return out
+
     # ------------------------------------------------------------------------------------------- generation
     @torch.inference_mode()
     def generate(
-        self, images: Sequence[ImageLike], prompts: Sequence[str], max_new_tokens: int, progress: str | None = None
+        self,
+        images: Sequence[ImageLike | None],
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        progress: str | None = None,
     ) -> list[str]:
-        """Greedy completions of ``prompts[i]`` (each holding ``<image>`` once) for ``images[i]``, in batches;
-        one stripped string per prompt (special tokens removed)."""
+        """Greedy completions of ``prompts[i]`` for ``images[i]``, in batches; one stripped string per prompt (special
+        tokens removed). A prompt with an image holds ``<image>`` once; ``images[i] = None`` makes a text-only row
+        (its prompt holds no ``<image>``; see the module docstring), batched with the image rows."""
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts: give one image per prompt")
+        marked = [i for i, (im, p) in enumerate(zip(images, prompts)) if im is None and IMAGE_MARKER in p]
+        if marked:
+            raise ValueError(
+                f"prompts at position(s) {marked[:10]} have no image (None) but hold {IMAGE_MARKER!r}: a text-only "
+                "prompt has no image marker (remove it, or give the image)"
+            )
         model, device = self.model, self.device
         slices = list(chunks(len(prompts), self.batch_size))
         if progress:
@@ -335,13 +390,19 @@ class VictEngine(Engine):
         level = model.connector.cache_level(model.vpg, training=False)
         out: list[str] = []
         for sl in slices:
+            batch_images = list(images[sl])
             if self.cache is not None:
-                batch = self.collator.encode_prompts(list(prompts[sl]))
-                keys = [image_key(im) for im in images[sl]]
+                # The collator needs only which rows are text only: a batch without one is encoded as before, and in
+                # a mixed batch the image rows get a shared stand-in (their features come from the cache).
+                marks = None
+                if any(im is None for im in batch_images):
+                    marks = [None if im is None else _STAND_IN for im in batch_images]
+                batch = self.collator.encode_prompts(list(prompts[sl]), images=marks)
                 pixel_values = None
-                features = VisionFeatures(level, self.cache.get(keys, images[sl], device))
+                features = VisionFeatures(level, self._cached_features(batch_images, device))
             else:
-                batch = self.collator.encode_prompts(list(prompts[sl]), images=[open_image(im) for im in images[sl]])
+                opened = [None if im is None else open_image(im) for im in batch_images]
+                batch = self.collator.encode_prompts(list(prompts[sl]), images=opened)
                 pixel_values, features = batch["pixel_values"].to(device), None
             out += model.generate(
                 pixel_values,

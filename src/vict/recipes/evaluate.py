@@ -30,6 +30,13 @@ Choices (also printed in every report):
   answer): ``exact`` = normalised sentence equals normalised ``fullAnswer``; ``answer_in_sentence`` = the
   normalised short gold answer occurs as a whole-word span of the normalised sentence (for yes/no answers the
   sentence's first word must be it, since "no" occurs inside many sentences).
+- **ScienceQA** (task ``scienceqa``, not in the default tasks): ``vict.eval.scienceqa_run.evaluate_scienceqa`` on
+  the official files (``--scienceqa``, or a world's ``scienceqa/problems.json``): the model's training prompt, a
+  problem without an image as a text-only row (BLIP-2: a blank image, said in the report), the first
+  ``The answer is X.`` (failed: a seeded random choice), the official categories.
+- **VQAv2** (task ``vqav2``, not in the default tasks): every question asked like a GQA question in the ``none``
+  setting (the model's short-answer prompt), scored by the official VQAv2 rule (``vict.eval.vqa.score_vqav2``:
+  overall, per answer type, per question type); the images are COCO's files or a world's own.
 
 Speed (same predictions, see ``benchmarks/eval_speed.py``): images are processed in blocks of ``image_block``; in
 a block each image is loaded, preprocessed and run through the frozen VPG once (the engine's ``FeatureCache``: a
@@ -52,6 +59,7 @@ from vict.eval.captioning import CAPTION_METRICS, prewarm_meteor, score_captions
 from vict.eval.gqa import gqa_accuracy_by_type, gqa_correctness, score_gqa
 from vict.eval.report import write_json
 from vict.eval.splits import (
+    ALL_TASKS,
     DENSE_CAPTION_RULE,
     DISTRACTOR_RULE,
     GOLD_CAPTION_RULE,
@@ -61,11 +69,14 @@ from vict.eval.splits import (
     ContextSource,
     EvalQuestion,
     EvalSplit,
+    VQAv2Split,
     context_sources,
     load_eval_split,
+    load_world_vqav2,
     missing_context_reason,
+    world_scienceqa_problems,
 )
-from vict.eval.vqa import normalize_answer
+from vict.eval.vqa import normalize_answer, score_vqav2
 from vict.inference.context import Context
 
 BATCH_SIZE = 32
@@ -197,9 +208,35 @@ def _run_generation(
     return own, answers
 
 
+def _run_vqav2(engine: Any, data: VQAv2Split, image_block: int) -> list[str]:
+    """Short answers (``none`` context) to every VQAv2 question, in file order, block of images by block (each
+    image's features computed once and shared by its questions)."""
+    by_image: dict[int, list[int]] = {}
+    for k, q in enumerate(data.questions):
+        by_image.setdefault(q.image_id, []).append(k)
+    image_ids = list(by_image)
+    answers: list[str] = [""] * len(data.questions)
+    for start in range(0, len(image_ids), image_block):
+        keep = [k for image_id in image_ids[start : start + image_block] for k in by_image[image_id]]
+        qs = [data.questions[k] for k in keep]
+        answered = engine.answer(
+            [q.path for q in qs], [q.question for q in qs], Context.none(), "short", progress=f"{engine.name}: VQAv2"
+        )
+        for k, a in zip(keep, answered):
+            answers[k] = a.answer
+        engine.release()
+    return answers
+
+
+def _world_dir(data_dir: str | Path | EvalSplit | None) -> Path | None:
+    """The world folder behind ``data_dir`` (a folder, or an ``EvalSplit`` loaded from one), else ``None``."""
+    folder = data_dir.data if isinstance(data_dir, EvalSplit) else data_dir
+    return Path(folder) if folder and Path(folder).is_dir() else None
+
+
 def evaluate_model(
     model: Any,
-    data_dir: str | Path | EvalSplit,
+    data_dir: str | Path | EvalSplit | None = None,
     split: str = "test",
     tasks: Sequence[str] = TASKS,
     out_dir: str | Path | None = None,
@@ -213,6 +250,11 @@ def evaluate_model(
     image_block: int = IMAGE_BLOCK,
     reuse_features: bool = True,
     threads: int | None = None,
+    scienceqa: str | Path | None = None,
+    scienceqa_split: str = "test",
+    scienceqa_format: str = "QCM-A",
+    scienceqa_failed: str = "random",
+    vqav2: VQAv2Split | None = None,
 ) -> dict[str, Any]:
     """Run, write predictions, score. Returns the report of one model (also what ``report.json`` holds).
 
@@ -222,7 +264,8 @@ def evaluate_model(
         data_dir: a folder in the world layout (see ``load_eval_split``), or an ``EvalSplit`` already loaded
             (``load_eval_split`` / ``load_eval_files`` for real COCO + GQA files; ``split`` and ``limit`` are then
             taken from it).
-        tasks: ``caption`` and/or ``gqa``.
+        tasks: among ``ALL_TASKS``: ``caption`` and/or ``gqa`` (the default), ``scienceqa``, ``vqav2``. Only
+            ``caption``/``gqa`` need ``data_dir``.
         out_dir: where ``predictions/`` go (nothing is written when ``None``).
         limit: evaluate the first ``limit`` images of the split (and all their questions).
         batch_size: prompts per generation batch.
@@ -241,6 +284,12 @@ def evaluate_model(
         threads: torch CPU threads for the generation of this call (restored afterwards). ``None``: ``auto_threads``
             (one thread for a model under 50M parameters on CPU: measured on 2 shared cores, one thread ran the
             same evaluation up to 5x faster than two; larger models keep torch's setting).
+        scienceqa: ScienceQA ``problems.json`` (``pid_splits.json`` and ``images/`` beside it) for the
+            ``scienceqa`` task; default: the world's ``scienceqa/problems.json`` under ``data_dir``.
+        scienceqa_split / scienceqa_format / scienceqa_failed: its split, prompt format and failed-answer rule
+            (``vict.eval.scienceqa_run.evaluate_scienceqa``).
+        vqav2: the ``vqav2`` task's questions (``vict.eval.splits.load_vqav2``); default: the world's VQAv2 files of
+            ``split`` under ``data_dir`` (``load_world_vqav2``).
 
     Returns:
         ``{"model", "kind", "data", "split", "n_images", "n_questions", "caption": {metric: x100 | None, "n",
@@ -250,25 +299,48 @@ def evaluate_model(
         ``skipped``: questions without a context of the setting's kind (not scored there). A setting that cannot
         run (no question has its context, e.g. ``caption`` without any gold caption) is absent from ``gqa`` and
         explained in ``notes``. Prediction files ``gqa_<setting>_<split>_predictions.json`` hold
-        ``{"questionId", "prediction", "context": context_record(...)}`` records.
+        ``{"questionId", "prediction", "context": context_record(...)}`` records. With the extra tasks:
+        ``"scienceqa"``: ``evaluate_scienceqa``'s dict without the per-pid records (those are in
+        ``scienceqa_<split>_predictions.json``); ``"vqav2"``: ``score_vqav2``'s dict (``overall``,
+        ``per_answer_type``, ``per_question_type``, ``n``) with ``split`` and ``data``; predictions in
+        ``vqav2_<split>_results.json`` (the official results format).
     """
     settings = list(SETTINGS if settings is None else settings)
-    bad_tasks = [t for t in tasks if t not in TASKS]
+    bad_tasks = [t for t in tasks if t not in ALL_TASKS]
     bad_settings = [s for s in settings if s not in SETTINGS]
     if bad_tasks or bad_settings or not tasks:
         raise ValueError(
-            f"tasks {list(tasks)} / settings {list(settings)}: use tasks from {TASKS}, settings from {SETTINGS}"
+            f"tasks {list(tasks)} / settings {list(settings)}: use tasks from {ALL_TASKS}, settings from {SETTINGS}"
         )
     if image_block < 1 or (threads is not None and threads < 1):
         raise ValueError(f"image_block={image_block}, threads={threads}: both must be >= 1")
+    core = [t for t in tasks if t in TASKS]
+    world = _world_dir(data_dir)
+    missing_sources = []
+    if core and data_dir is None:
+        missing_sources.append(f"tasks {core} need data_dir (a world folder or an EvalSplit)")
+    if "scienceqa" in tasks and scienceqa is None:
+        if world is not None and world_scienceqa_problems(world).is_file():
+            scienceqa = world_scienceqa_problems(world)
+        else:
+            missing_sources.append("the scienceqa task needs scienceqa=problems.json (or a world with scienceqa/)")
+    if "vqav2" in tasks and vqav2 is None:
+        if world is None:
+            missing_sources.append("the vqav2 task needs vqav2=load_vqav2(...) (or a world folder with vqav2/)")
+        else:
+            vqav2 = load_world_vqav2(world, data_dir.name if isinstance(data_dir, EvalSplit) else split, limit)
+    if missing_sources:
+        raise ValueError("cannot evaluate:\n  " + "\n  ".join(missing_sources))
     wanted_metrics = list(CAPTION_METRICS if caption_metrics is None else caption_metrics)
     if "caption" in tasks and "METEOR" in wanted_metrics:
         prewarm_meteor()  # its JVM loads (~20 s) while the model generates
     engine = as_engine(
         model, batch_size=batch_size, name=name, max_new_tokens=max_new_tokens, reuse_features=reuse_features
     )
-    data = data_dir if isinstance(data_dir, EvalSplit) else load_eval_split(data_dir, split, tasks, limit)
-    split = data.name
+    data = None
+    if core:
+        data = data_dir if isinstance(data_dir, EvalSplit) else load_eval_split(data_dir, split, core, limit)
+        split = data.name
     pred_dir = Path(out_dir) / "predictions" / _slug(engine.name) if out_dir is not None else None
     written: dict[str, str] = {}
 
@@ -276,14 +348,21 @@ def evaluate_model(
         if pred_dir is not None:
             written[file_name] = str(write_json(pred_dir / file_name, payload))
 
-    notes = list(data.notes)
+    notes = list(data.notes) if data is not None else []
+    if vqav2 is not None and "vqav2" in tasks:
+        notes += vqav2.notes
+    if data is not None:
+        source = data.data or str(data_dir)
+    else:  # extra tasks only: name their own files (a world folder, else the ScienceQA or VQAv2 files)
+        source = str(world or scienceqa or vqav2.data)  # type: ignore[union-attr]
+        split = scienceqa_split if "scienceqa" in tasks else vqav2.name  # type: ignore[union-attr]
     report: dict[str, Any] = {
         "model": engine.name,
         "kind": engine.kind,
-        "data": data.data or str(data_dir),
+        "data": source,
         "split": split,
-        "n_images": len(data.images),
-        "n_questions": len(data.questions),
+        "n_images": len(data.images) if data is not None else 0,
+        "n_questions": len(data.questions) if data is not None else 0,
         "caption": None,
         "gqa": None,
         "gqa_sentence": None,
@@ -304,19 +383,46 @@ def evaluate_model(
         torch.set_num_threads(threads)
     sources = {s: context_sources(data, s) for s in settings} if "gqa" in tasks else {}
     try:
-        own, answers = _run_generation(engine, data, tasks, settings, sentence, image_block, sources)
+        own, answers = (
+            _run_generation(engine, data, core, settings, sentence, image_block, sources)
+            if data is not None
+            else ({}, {})
+        )
+        if "scienceqa" in tasks:
+            from vict.eval.scienceqa_run import evaluate_scienceqa
+
+            sqa = evaluate_scienceqa(
+                engine,
+                scienceqa,
+                split=scienceqa_split,
+                fmt=scienceqa_format,
+                failed=scienceqa_failed,
+                max_new_tokens=max_new_tokens,
+                out_dir=pred_dir,
+                limit=limit,
+            )
+            sqa.pop("predictions")
+            written.update(sqa.pop("files"))
+            report["scienceqa"] = sqa
+        if "vqav2" in tasks:
+            got = _run_vqav2(engine, vqav2, image_block)
     finally:
         torch.set_num_threads(previous_threads)
+    if "vqav2" in tasks:
+        results = [{"question_id": q.question_id, "answer": a} for q, a in zip(vqav2.questions, got)]
+        save(f"vqav2_{vqav2.name}_results.json", results)
+        scored = score_vqav2(results, vqav2.annotations, vqav2.questions_file)
+        report["vqav2"] = {**scored, "split": vqav2.name, "data": vqav2.data, "prompt": "short answer, no context"}
 
     # 1. Captions (generated once, also the `self` context), scored on the images that have references.
-    if "caption" in tasks:
+    if "caption" in tasks and data is not None:
         captioned = [i for i, im in enumerate(data.images) if im.captioned]
         results = [{"image_id": data.images[i].image_id, "caption": own[i]} for i in captioned]
         save(f"captions_{split}_results.json", results)
         report["caption"] = score_captions(results, data.captions, metrics=caption_metrics)
 
     # 2. GQA short answers in each context setting; 3. sentence answers (no context).
-    if "gqa" in tasks:
+    if "gqa" in tasks and data is not None:
         report["gqa"] = {}
         for setting in settings:
             got = answers.get(setting, {})

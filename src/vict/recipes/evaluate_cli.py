@@ -7,14 +7,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from vict.data.scienceqa import FORMATS
+from vict.eval.scienceqa import FAILED_RULES
 from vict.eval.splits import (
+    ALL_TASKS,
     SETTINGS,
     TASKS,
     EvalSplit,
+    VQAv2Split,
     context_sources,
     load_eval_files,
     load_eval_split,
+    load_vqav2,
+    load_world_vqav2,
     missing_context_reason,
+    world_scienceqa_problems,
 )
 from vict.recipes.evaluate import BATCH_SIZE, IMAGE_BLOCK, evaluate_model
 
@@ -36,6 +43,13 @@ EPILOG = """examples:
       --images coco/images/val2014 --questions gqa/val_balanced_questions.json --question-images gqa/images \\
       --vg-image-data vg/image_data.json --limit 500
 
+  # ScienceQA (official layout: pid_splits.json and images/ beside problems.json) and VQAv2 (official files)
+  vict eval --checkpoint runs/vict_sqa/final --scienceqa scienceqa/problems.json --scienceqa-split test
+  vict eval --checkpoint runs/vict_lora/final --vqav2-questions vqa/v2_OpenEnded_mscoco_val2014_questions.json \\
+      --vqav2-annotations vqa/v2_mscoco_val2014_annotations.json --vqav2-images coco/images/val2014 --limit 500
+  # a world's own ScienceQA / VQAv2 files (scienceqa/problems.json, vqav2/...) next to captions and GQA
+  vict eval --checkpoint runs/vict_lora/final --data world --tasks caption,gqa,scienceqa,vqav2
+
 --data is a folder in the world layout (vict data world --out DIR): images/, annotations/captions_<split>.json
 (COCO captions), annotations/<split>_balanced_questions.json (GQA questions). Or give the files: --captions
 (official captions_*.json, Karpathy dataset_coco.json with --karpathy-split, or LAVIS coco_karpathy_*.json),
@@ -49,6 +63,16 @@ pair of the image), dense (the caption flagged "dense": true, an oracle; world d
 caption of another image with other objects). A setting named in --gqa-settings that the data cannot give (dense on
 real COCO captions) is an error. Accuracy by question type (GQA types.structural/semantic/detailed) is in
 report.json (gqa.<setting>.by_type) and report.md.
+
+Tasks (--tasks; default caption,gqa when --data or caption/question files are given, plus the task of each of
+--scienceqa / --vqav2-* given): scienceqa asks every problem of --scienceqa-split with the model's training prompt
+(problems without an image as text-only rows; a plain BLIP-2 gets a blank image instead, said in the report), takes
+the first "The answer is X." (a failed one: a seeded random choice, or -1 with --scienceqa-failed wrong) and scores
+the official categories (NAT SOC LAN TXT IMG NO G1-6 G7-12 Average, per topic). vqav2 asks every question with the
+short-answer prompt (no context) and scores the official VQAv2 accuracy (overall, per answer and question type).
+With --data (alias --world), both read the world's own files: scienceqa/problems.json,
+vqav2/v2_OpenEnded_mscoco_<split>_questions.json and vqav2/v2_mscoco_<split>_annotations.json (images through
+annotations/captions_<split>.json).
 """
 
 
@@ -57,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="VICT checkpoint directory (a training run's final/ or step-N)")
     parser.add_argument("--blip2", help="plain BLIP-2 directory or hub id, evaluated as a baseline")
     data = parser.add_argument_group("data (a world folder, or real annotation files)")
-    data.add_argument("--data", help="data folder in the world layout (vict data world)")
+    data.add_argument("--data", "--world", dest="data", help="data folder in the world layout (vict data world)")
     data.add_argument("--split", default="test", help="world split to evaluate (default test); with files: its name")
     data.add_argument("--captions", action="append", metavar="FILE", help="COCO captions file (repeatable)")
     data.add_argument("--questions", action="append", metavar="FILE", help="GQA balanced questions file (repeatable)")
@@ -67,7 +91,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--karpathy-split", choices=("train", "val", "test"), help="split of a Karpathy dataset_coco.json"
     )
-    parser.add_argument("--tasks", default="caption,gqa", help="comma-separated: caption,gqa (default both)")
+    extra = parser.add_argument_group("ScienceQA and VQAv2 (official files; or, with --data, the world's own)")
+    extra.add_argument(
+        "--scienceqa", metavar="PROBLEMS_JSON", help="ScienceQA problems.json (adds the scienceqa task)"
+    )
+    extra.add_argument("--scienceqa-split", default="test", help="key of pid_splits.json (default test)")
+    extra.add_argument("--scienceqa-format", default="QCM-A", choices=FORMATS, help="prompt format (default QCM-A)")
+    extra.add_argument(
+        "--scienceqa-failed",
+        default="random",
+        choices=FAILED_RULES,
+        help="an answer with no valid letter: a seeded random choice (the reference) or wrong (LLaVA's -1)",
+    )
+    extra.add_argument("--vqav2-questions", metavar="FILE", help="v2_OpenEnded_mscoco_<split>_questions.json")
+    extra.add_argument("--vqav2-annotations", metavar="FILE", help="v2_mscoco_<split>_annotations.json")
+    extra.add_argument("--vqav2-images", metavar="DIR", help="COCO images (COCO_<subtype>_<id:012d>.jpg)")
+    parser.add_argument(
+        "--tasks",
+        help=f"comma-separated among {','.join(ALL_TASKS)} (default caption,gqa with data, plus the tasks of the "
+        "ScienceQA/VQAv2 files given)",
+    )
     parser.add_argument(
         "--gqa-settings",
         "--settings",
@@ -76,7 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated GQA context settings among {','.join(SETTINGS)} (default: all the data supports)",
     )
     parser.add_argument("--out", help="output folder (default eval-<split>)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N images of the split")
+    parser.add_argument(
+        "--limit", type=int, help="evaluate only the first N images of the split (ScienceQA: the first N problems)"
+    )
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"generation batch size ({BATCH_SIZE})")
     parser.add_argument("--max-new-tokens", type=int, help="one generation budget for captions and answers")
     parser.add_argument("--image-block", type=int, default=IMAGE_BLOCK, help="images whose features stay cached")
@@ -111,6 +156,56 @@ def check_settings_supported(data: EvalSplit, settings: Sequence[str]) -> None:
         f"--gqa-settings {','.join(settings)}: no evaluated question has a context for {','.join(unsupported)} "
         f"({why}); this data supports --gqa-settings {','.join(supported)} (or leave the option out: all of those)"
     )
+
+
+def resolve_tasks(args: argparse.Namespace) -> list[str]:
+    """``--tasks`` (checked), or the default: ``caption,gqa`` when caption/GQA data is given, plus ``scienceqa`` /
+    ``vqav2`` when their files are given (a file given always adds its task)."""
+    vqav2_files = any([args.vqav2_questions, args.vqav2_annotations, args.vqav2_images])
+    if args.tasks is not None:
+        tasks = _split_list(args.tasks, ALL_TASKS, "tasks")
+    else:
+        core_data = args.data or any([args.captions, args.questions, args.images])
+        tasks = list(TASKS) if core_data or not (args.scienceqa or vqav2_files) else []
+    tasks += [t for t, given in (("scienceqa", args.scienceqa), ("vqav2", vqav2_files)) if given and t not in tasks]
+    return tasks
+
+
+def scienceqa_source(args: argparse.Namespace, tasks: Sequence[str]) -> Path | None:
+    """The ``problems.json`` of the scienceqa task (``--scienceqa``, else the world's), checked by loading the split
+    (a ``DataError`` listing every invalid problem, before any model is loaded)."""
+    if "scienceqa" not in tasks:
+        return None
+    from vict.data.scienceqa import load_scienceqa
+
+    if args.scienceqa:
+        path = Path(args.scienceqa)
+    elif args.data and world_scienceqa_problems(args.data).is_file():
+        path = world_scienceqa_problems(args.data)
+    else:
+        where = f"--data {args.data} has no {world_scienceqa_problems(args.data)}" if args.data else "no --data"
+        raise ValueError(f"--tasks scienceqa: {where}; pass --scienceqa PROBLEMS_JSON (the official problems.json)")
+    load_scienceqa(path, split=args.scienceqa_split)
+    return path
+
+
+def vqav2_source(args: argparse.Namespace, tasks: Sequence[str]) -> VQAv2Split | None:
+    """The vqav2 task's questions: the three ``--vqav2-*`` files, else the world's (``--data``, split ``--split``)."""
+    if "vqav2" not in tasks:
+        return None
+    files = {"--vqav2-questions": args.vqav2_questions, "--vqav2-annotations": args.vqav2_annotations}
+    files["--vqav2-images"] = args.vqav2_images
+    if any(files.values()):
+        lacking = [flag for flag, value in files.items() if not value]
+        if lacking:
+            raise ValueError(f"VQAv2: also pass {', '.join(lacking)} (questions, annotations and images go together)")
+        return load_vqav2(args.vqav2_questions, args.vqav2_annotations, args.vqav2_images, limit=args.limit)
+    if not args.data:
+        raise ValueError(
+            "--tasks vqav2: no data; pass --vqav2-questions FILE --vqav2-annotations FILE --vqav2-images DIR, or "
+            "--data WORLD with vqav2/ files"
+        )
+    return load_world_vqav2(args.data, args.split, args.limit)
 
 
 def _load_data(args: argparse.Namespace, tasks: Sequence[str]) -> EvalSplit:
@@ -154,10 +249,14 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"{flag} {value}: must be >= 1")
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads {args.threads}: must be >= 1")
-        tasks = _split_list(args.tasks, TASKS, "tasks")
+        tasks = resolve_tasks(args)
         settings = None if args.gqa_settings is None else _split_list(args.gqa_settings, SETTINGS, "gqa-settings")
-        data = _load_data(args, tasks)  # fail on bad data before loading models
-        if settings is not None and "gqa" in tasks:
+        core = [t for t in tasks if t in TASKS]
+        # fail on bad data before loading models
+        data = _load_data(args, core) if core else None
+        scienceqa = scienceqa_source(args, tasks)
+        vqav2 = vqav2_source(args, tasks)
+        if settings is not None and data is not None and "gqa" in tasks:
             check_settings_supported(data, settings)
         metrics = FAST_CAPTION_METRICS if args.fast else CAPTION_METRICS
         if "caption" in tasks and "METEOR" in metrics:
@@ -186,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
     for engine in engines:
         reports[engine.name] = evaluate_model(
             engine,
-            data,
+            data if data is not None else args.data,  # a world folder: the report names it
             tasks=tasks,
             out_dir=out_dir,
             settings=settings,
@@ -194,8 +293,16 @@ def run(args: argparse.Namespace) -> int:
             caption_metrics=metrics,
             image_block=args.image_block,
             threads=args.threads,
+            limit=args.limit,
+            scienceqa=scienceqa,
+            scienceqa_split=args.scienceqa_split,
+            scienceqa_format=args.scienceqa_format,
+            scienceqa_failed=args.scienceqa_failed,
+            vqav2=vqav2,
         )
-    json_path, md_path = write_report(reports, out_dir, title=f"Evaluation on {data.data} ({data.name})")
+    first = next(iter(reports.values()))
+    title = f"Evaluation on {data.data} ({data.name})" if data else f"Evaluation on {first['data']} ({first['split']})"
+    json_path, md_path = write_report(reports, out_dir, title=title)
     print(md_path.read_text(encoding="utf-8"))
     print(f"wrote {json_path} and {md_path}")
     return 0
