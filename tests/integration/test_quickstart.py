@@ -113,6 +113,22 @@ def _check_keys(report: dict) -> None:
         lora_cfg["connector"]["init_weights"]
         == report["config"]["train"]["vict-vpgtrans"]["connector"]["init_weights"]
     )
+    # ScienceQA-mini: every row and the untuned target LM, by official category, beside the blind baselines
+    sqa = report["scienceqa"]
+    assert list(sqa) == [*rows, qs.UNTUNED_ROW]
+    for row, acc in sqa.items():
+        assert list(acc) == ["NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12", "Average"], row
+        assert all(v is None or 0 <= v <= 100 for v in acc.values()), (row, acc)
+        assert acc["Average"] is not None and acc["IMG"] is not None
+    assert set(report["scienceqa_baselines"]) == {"random_choice", "question_only"}
+    assert set(report["scienceqa_failed"]) == set(sqa)
+    # LaVIN: its own connector (one [CLS] per block of the tiny ViT), no extra queries, text-only rows mixed in
+    lavin = report["config"]["train"]["lavin"]
+    assert lavin["method"]["type"] == "mm_adapter" and lavin["connector"]["type"] == "lavin_cls"
+    assert lavin["model"]["num_extra_queries"] == 0 and lavin["data"]["text_only_ratio"] > 0
+    assert all(cfg["data"]["sqa_ratio"] == MICRO.sqa_ratio for cfg in report["config"]["train"].values())
+    ppl = report["text_retention"]["lavin"]
+    assert ppl["ppl_base"] != ppl["ppl_tuned"]
     stages = (
         "world",
         "zoo",
@@ -121,6 +137,7 @@ def _check_keys(report: dict) -> None:
         "train vict-vpgtrans",
         "train vpg-scratch",
         "train vict-vpgtrans_lora",
+        "train lavin",
     )
     stages += ("eval", "text retention", "probe")
     for stage in (*stages, "total"):

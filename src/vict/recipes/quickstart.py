@@ -84,7 +84,12 @@ class QuickstartPreset:
     )
     methods: tuple[str, ...] = help_field(
         "the methods trained and evaluated, one row each (vict-<method>)",
-        default=("lora", "llama_adapter", "vpgtrans", "vpgtrans_lora"),
+        default=("lora", "llama_adapter", "vpgtrans", "vpgtrans_lora", "lavin"),
+    )
+    sqa_ratio: float = help_field(
+        "fraction of every row's training examples drawn from ScienceQA-mini's train problems (each row is also "
+        "evaluated on its test problems)",
+        default=0.2,
     )
     transfer_eval_every: int = help_field(
         "validation-loss interval (steps) of the vpgtrans row and its from-scratch baseline: the points of the "
@@ -238,6 +243,7 @@ def train_config(
             "max_length": 128,
             "templates": str(templates),
             **({"text_only_ratio": recipe["text_only_ratio"]} if recipe.get("text_only_ratio") else {}),
+            **({"sqa_ratio": preset.sqa_ratio} if preset.sqa_ratio else {}),
         },
         "train": {
             "output_dir": str(out),
@@ -260,6 +266,38 @@ def train_config(
             "cache_vision_features": True,
         },
     }
+
+
+UNTUNED_ROW = "target-lm (no tuning)"
+"""ScienceQA-mini row of the target LM with no tuning (a VisionLLM with method none, nothing trained): its answers
+to the text-only problems are the target LM's own; its image rows see an untrained projection."""
+
+
+def untuned_model(zoo: Any, seed: int) -> Any:
+    """The zoo's target LM untouched in a ``VisionLLM``: the zoo's VPG, an untrained projection, method ``none``."""
+    from vict.models.builders import build_vision_llm
+
+    return build_vision_llm(zoo.blip2_dir, zoo.target_lm_dir, method="none", num_extra_queries=0, seed=seed)
+
+
+def scienceqa_tables(reports: dict[str, Any], world: Path) -> dict[str, Any]:
+    """``scienceqa`` (row -> official category -> accuracy %), ``scienceqa_failed`` (row -> failed extractions)
+    and ``scienceqa_baselines`` (random choice, question only; the world's ``summary.json``, in %)."""
+    table, failed = {}, {}
+    for row in sorted(reports, key=lambda r: r == UNTUNED_ROW):  # the untuned LM last
+        sqa = reports[row].get("scienceqa")
+        if sqa is None:
+            continue
+        table[row] = {
+            c: (None if v["accuracy"] is None else round(v["accuracy"], 2)) for c, v in sqa["categories"].items()
+        }
+        failed[row] = sqa["failed"]
+    blind = json.loads((world / "summary.json").read_text()).get("scienceqa", {})
+    baselines = {
+        name: {c: (None if v is None else round(100 * v, 2)) for c, v in blind.get(key, {}).items()}
+        for name, key in (("random_choice", "random_choice_accuracy"), ("question_only", "question_only_accuracy"))
+    }
+    return {"scienceqa": table, "scienceqa_failed": failed, "scienceqa_baselines": baselines}
 
 
 def row_name(key: str) -> str:
@@ -424,9 +462,20 @@ def quickstart(
 
     metrics = FAST_CAPTION_METRICS if p.fast_caption_metrics else CAPTION_METRICS
 
+    sqa_problems = world / "scienceqa" / "problems.json"
+    sqa_tasks = ("scienceqa",) if p.sqa_ratio else ()
+
     def evaluate_all() -> tuple[dict[str, Any], dict[str, Any]]:
         reports, engines = {}, {}
         blip2 = Blip2Baseline.from_pretrained(zoo.blip2_dir)
+        if sqa_tasks:  # the target LM with no tuning: its text-only answers are the bar the tuned rows must keep
+            reports[UNTUNED_ROW] = evaluate_model(
+                untuned_model(zoo, seed),
+                tasks=sqa_tasks,
+                out_dir=out / "eval",
+                scienceqa=sqa_problems,
+                name=UNTUNED_ROW,
+            )
         for row in rows:
             engines[row] = (
                 Blip2Engine(blip2, name=row)
@@ -441,6 +490,8 @@ def quickstart(
                 caption_metrics=metrics,
                 settings=settings,
                 sentence=False,  # not in the paper's tables; `vict eval` reports it
+                tasks=("caption", "gqa", *sqa_tasks),
+                scienceqa=sqa_problems if sqa_tasks else None,
             )
         return reports, engines
 
@@ -519,6 +570,7 @@ def quickstart(
             "similarity": sim,
             "trainable_parameters": trainable,
             **({"transfer": transfer} if transfer else {}),
+            **(scienceqa_tables(reports, world) if sqa_tasks else {}),
             "timings": {},
             "config": {
                 "preset": preset_name,

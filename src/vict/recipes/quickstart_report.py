@@ -289,6 +289,28 @@ def transfer_section(report: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def scienceqa_section(report: Mapping[str, Any]) -> list[str]:
+    """``report.md`` lines on ScienceQA-mini (none when the run did not evaluate it)."""
+    table = report.get("scienceqa")
+    if not table:
+        return []
+    categories = list(next(iter(table.values())))
+    rows = [[row, *(acc.get(c) for c in categories)] for row, acc in table.items()]
+    for name, acc in report.get("scienceqa_baselines", {}).items():
+        rows.append([f"({name.replace('_', ' ')})", *(acc.get(c) for c in categories)])
+    failed = ", ".join(f"{row} {cell(n, 0)}" for row, n in report.get("scienceqa_failed", {}).items())
+    return [
+        "## ScienceQA-mini (test split, official categories, %)",
+        "",
+        _table(["model", *categories], rows),
+        "",
+        "Answers are read with `The answer is ([A-Z]).`; a failed read gets a seeded random option (the reference's "
+        f"rule). Failed reads: {failed}. Problems without an image are text-only rows (no visual tokens); the "
+        "untuned target LM's text-only answers (NO, and TXT without image) are the bar the tuned rows must keep.",
+        "",
+    ]
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     """``report.md`` of a single-seed or a multi-seed (``aggregate_seeds``) report: captioning, GQA by context
     setting and by question type, baselines, text retention, similarity, trainable parameters and timings."""
@@ -350,6 +372,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
         plots,
         "",
+        *scienceqa_section(report),
         *transfer_section(report),
         "## Trainable parameters",
         "",

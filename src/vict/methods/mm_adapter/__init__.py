@@ -128,6 +128,24 @@ class MMAdapterMethod(Method):
         self._body = body
         return llm
 
+    @classmethod
+    def quickstart_recipe(cls, llm_config: dict[str, Any]) -> dict[str, Any]:
+        # The reference's adapter (dim 8, 2 groups, dropout 0.1, tau 10) in every block of the tiny LLaMA; the rate
+        # of the other zero-initialised deltas here (docs/tuning.md). `vict-mm_adapter` is VICT's VPG (Q-Former
+        # tokens with extra queries) feeding LaVIN's adapters; the `lavin` variant is LaVIN itself: its connector on
+        # the vision tower (every block's [CLS], the tiny ViT has 4) and text-only rows mixed in.
+        return {
+            "settings": {"dim": 8, "groups": 2, "dropout": 0.1, "temperature": 10.0},
+            "lr": 5e-3,
+            "variants": {
+                "lavin": {
+                    "connector": {"type": "lavin_cls", "every": 1, "hidden": 128},
+                    "num_extra_queries": 0,
+                    "text_only_ratio": 0.3,
+                }
+            },
+        }
+
     # ------------------------------------------------------------------------------------------ forward seam
     def bind(self, vision: VisionInput) -> contextlib.AbstractContextManager:
         has_image = vision.extras.get(HAS_IMAGE)
