@@ -26,6 +26,8 @@ pytestmark = pytest.mark.integration
 
 MICRO = dataclasses.replace(
     qs.PRESETS["fast"],
+    methods=(*qs.PRESETS["fast"].methods, "lavin"),
+    sqa_ratio=0.2,
     world_images=40,
     zoo="micro",
     train_steps=3,

@@ -37,12 +37,16 @@ CATEGORIES: tuple[str, ...] = ("NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", 
 MAX_LISTED = 5
 
 
-def extract_answer_letter(text: str) -> str | None:
+def extract_answer_letter(text: str, ignore_case: bool = False) -> str | None:
     """The answer letter of a generated text, or ``None`` when there is none ("FAILED" in the reference).
 
     Order: the first ``The answer is X.`` match; else the stripped text is exactly one of ``A``..``E``; else the
     stripped text starts with ``A``..``E`` followed by ``". "``. The letter is not checked against the choices here.
+    ``ignore_case``: for a model whose tokenizer lowercases every text (it cannot write "The" or "B"), the same
+    rules on the upper-cased text; the official rule is case-sensitive, so callers say when they use this.
     """
+    if ignore_case:
+        text = text.upper().replace("THE ANSWER IS", "The answer is")
     match = ANSWER_PATTERN.search(text)
     if match:
         return match.group(1)
@@ -52,6 +56,14 @@ def extract_answer_letter(text: str) -> str | None:
     if len(stripped) >= 3 and stripped[0] in OPTIONS and stripped[1:3] == ". ":
         return stripped[0]
     return None
+
+
+def lowercases(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` lowercases every text (its decoded "The answer is B." comes back lower-case)."""
+    if tokenizer is None:
+        return False
+    ids = tokenizer("The answer is B.", add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids).strip() == "the answer is b."
 
 
 def letter_index(letter: str | None, n_choices: int) -> int | None:
@@ -93,8 +105,10 @@ def extract_predictions(
     problems: Sequence[ScienceQAProblem],
     failed: FailedRule = "random",
     seed: int = 0,
+    ignore_case: bool = False,
 ) -> Extraction:
-    """Turn generated texts ``{pid: text}`` into ``{pid: index}`` with ``extract_answer_letter``.
+    """Turn generated texts ``{pid: text}`` into ``{pid: index}`` with ``extract_answer_letter`` (``ignore_case``:
+    see there).
 
     Raises:
         ScoreError: a text is not a string, or a pid is not among ``problems`` (both listed).
@@ -115,7 +129,7 @@ def extract_predictions(
     out = Extraction(results={})
     for raw_pid, text in texts.items():
         pid, n = str(raw_pid), len(by_pid[str(raw_pid)].choices)
-        index = letter_index(extract_answer_letter(text), n)
+        index = letter_index(extract_answer_letter(text, ignore_case), n)
         if index is None:
             out.failed.append(pid)
             index = failed_index(pid, n, failed, seed)

@@ -40,6 +40,7 @@ from vict.eval.scienceqa import (
     FailedRule,
     extract_answer_letter,
     extract_predictions,
+    lowercases,
     score_scienceqa,
 )
 
@@ -127,7 +128,11 @@ def evaluate_scienceqa(
     outputs = {p.pid: t for p, t in zip(problems, texts)}
 
     # 2. The letter (first "The answer is X."; failed -> the rule), then the official categories on the same letters.
-    extraction = extract_predictions(outputs, problems, failed, seed)
+    # A tokenizer that lowercases every text (the miniature zoo's) cannot write "The answer is B.": then the letter
+    # is read case-insensitively, and the report says so.
+    tokenizer = getattr(getattr(engine, "model", None), "tokenizer", None)
+    ignore_case = lowercases(tokenizer)
+    extraction = extract_predictions(outputs, problems, failed, seed, ignore_case=ignore_case)
     failed_pids = set(extraction.failed)
     predictions = {
         p.pid: {
@@ -140,7 +145,10 @@ def evaluate_scienceqa(
     }
     # Scored on the extracted letters (a failed one as "FAILED"), so the scorer resolves failures by the same rule
     # and seed (the same indices as `pred`) and counts them in `failed`.
-    letters = {p.pid: ("FAILED" if p.pid in failed_pids else extract_answer_letter(outputs[p.pid])) for p in problems}
+    letters = {
+        p.pid: ("FAILED" if p.pid in failed_pids else extract_answer_letter(outputs[p.pid], ignore_case))
+        for p in problems
+    }
     scores = score_scienceqa(letters, problems, failed, seed)
 
     files: dict[str, str] = {}
@@ -167,6 +175,11 @@ def evaluate_scienceqa(
         "format": fmt,
         "prompt": PROMPTS[engine.kind],
         "text_only_rows": TEXT_ONLY_ROWS[engine.kind],
+        "extraction": (
+            "case-insensitive (this model's tokenizer lowercases every text)"
+            if ignore_case
+            else "official (case-sensitive)"
+        ),
         "n_image": n_image,
         "n_text_only": len(problems) - n_image,
         "max_new_tokens": budget,

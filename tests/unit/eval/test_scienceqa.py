@@ -389,3 +389,24 @@ def test_cli_help_has_examples(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["score", "--help"])
     assert "vict score scienceqa --predictions" in capsys.readouterr().out
+
+
+def test_a_lowercasing_tokenizer_reads_letters_case_insensitively_only_when_asked() -> None:
+    from vict.eval.scienceqa import extract_answer_letter, lowercases
+
+    assert extract_answer_letter("the answer is b.") is None  # the official rule is case-sensitive
+    assert extract_answer_letter("the answer is b.", ignore_case=True) == "B"
+    assert extract_answer_letter("The answer is C. because", ignore_case=True) == "C"
+
+    class Lower:
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": list(text.lower().encode())}
+
+        def decode(self, ids):
+            return bytes(ids).decode()
+
+    class Keep(Lower):
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": list(text.encode())}
+
+    assert lowercases(Lower()) and not lowercases(Keep()) and not lowercases(None)
