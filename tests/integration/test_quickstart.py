@@ -123,6 +123,8 @@ def _check_keys(report: dict) -> None:
         assert all(v is None or 0 <= v <= 100 for v in acc.values()), (row, acc)
         assert acc["Average"] is not None and acc["IMG"] is not None
     assert set(report["scienceqa_baselines"]) == {"random_choice", "question_only"}
+    for name, acc in report["scienceqa_baselines"].items():
+        assert list(acc) == list(sqa[rows[0]]) and acc["Average"] is not None and 0 < acc["Average"] <= 100, name
     assert set(report["scienceqa_failed"]) == set(sqa)
     # LaVIN: its own connector (one [CLS] per block of the tiny ViT), no extra queries, text-only rows mixed in
     lavin = report["config"]["train"]["lavin"]

@@ -304,9 +304,9 @@ def scienceqa_tables(reports: dict[str, Any], world: Path) -> dict[str, Any]:
             c: (None if v["accuracy"] is None else round(v["accuracy"], 2)) for c, v in sqa["categories"].items()
         }
         failed[row] = sqa["failed"]
-    blind = json.loads((world / "summary.json").read_text()).get("scienceqa", {})
+    blind = json.loads((world / "summary.json").read_text())["scienceqa"]["blind_baselines"]
     baselines = {
-        name: {c: (None if v is None else round(100 * v, 2)) for c, v in blind.get(key, {}).items()}
+        name: {c: (None if v is None else round(100 * v, 2)) for c, v in blind[key].items()}
         for name, key in (("random_choice", "random_choice_accuracy"), ("question_only", "question_only_accuracy"))
     }
     return {"scienceqa": table, "scienceqa_failed": failed, "scienceqa_baselines": baselines}
