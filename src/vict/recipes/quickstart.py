@@ -86,7 +86,8 @@ class QuickstartPreset:
         "nominal seconds per stage on 2 busy CPU cores, for the time-left estimate ('train' is per method)"
     )
     methods: tuple[str, ...] = help_field(
-        "the methods trained and evaluated, one row each (vict-<method>)",
+        "the rows trained and evaluated: a method (row vict-<method>) or a variant a method's recipe declares "
+        "(row named after it, e.g. lavin)",
         default=("lora", "llama_adapter", "vpgtrans", "vpgtrans_lora"),
     )
     sqa_ratio: float = help_field(
