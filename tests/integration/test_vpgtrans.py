@@ -47,11 +47,17 @@ def _fresh() -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-def test_warmup_trains_the_projector_from_its_init_then_joint_tunes_the_vpg_never_the_llm(world: Path, tmp_path: Path):
-    fresh = _fresh()
+def _merged_init(fresh: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """A small random projector (as a merged init would be) written to ``path``; returns its tensors."""
     d_llm, d_q = fresh["connector.projection.weight"].shape
     init = {"weight": torch.randn(d_llm, d_q) * 0.05, "bias": torch.randn(d_llm) * 0.05}
-    save_file(init, str(tmp_path / "merged.safetensors"))
+    save_file(init, str(path))
+    return init
+
+
+def test_warmup_trains_the_projector_from_its_init_then_joint_tunes_the_vpg_never_the_llm(world: Path, tmp_path: Path):
+    fresh = _fresh()
+    init = _merged_init(fresh, tmp_path / "merged.safetensors")
     out = tmp_path / "run"
     cfg = _cfg(
         world,
@@ -125,9 +131,7 @@ def test_vpgtrans_lora_warms_the_projector_then_trains_victs_parts_with_the_qfor
     world: Path, tmp_path: Path
 ):
     fresh = _fresh()
-    d_llm, d_q = fresh["connector.projection.weight"].shape
-    init = {"weight": torch.randn(d_llm, d_q) * 0.05, "bias": torch.randn(d_llm) * 0.05}
-    save_file(init, str(tmp_path / "merged.safetensors"))
+    init = _merged_init(fresh, tmp_path / "merged.safetensors")
     out = tmp_path / "run"
     cfg = _cfg(
         world,

@@ -64,6 +64,17 @@ def holds(rel: str, a: WorldObject, b: WorldObject) -> bool:
     }[rel]
 
 
+def unique_relations(scene: Scene) -> list[tuple[str, WorldObject, WorldObject]]:
+    """``(relation, reference, target)`` for every relation and reference object with exactly one object in that
+    relation to it (the target), in ``RELATIONS`` then scene order: what "what is <rel> the <ref>?" can ask."""
+    return [
+        (rel, ref, hits[0])
+        for rel in RELATIONS
+        for ref in scene.objects
+        if len(hits := [o for o in scene.objects if holds(rel, o, ref)]) == 1
+    ]
+
+
 def spec_text(spec: dict[str, str]) -> str:
     """Noun phrase for a spec: ``{"size": "small", "shape": "circle"}`` -> ``"small circle"``."""
     words = [spec[k] for k in ("size", "color") if k in spec]
@@ -174,12 +185,7 @@ def _count_all(rng: random.Random, scene: Scene) -> WorldQuestion | None:
 
 
 def _relate_query(rng: random.Random, scene: Scene) -> WorldQuestion | None:
-    options = [
-        (rel, ref, hits[0])
-        for rel in RELATIONS
-        for ref in scene.objects
-        if len(hits := [o for o in scene.objects if holds(rel, o, ref)]) == 1
-    ]
+    options = unique_relations(scene)
     if not options:
         return None
     rel, ref_obj, target = rng.choice(options)

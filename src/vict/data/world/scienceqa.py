@@ -65,7 +65,7 @@ from pathlib import Path
 
 from vict.data.world.captions import article, dense_caption, join_words, plural
 from vict.data.world.layout import IMAGES_DIR, SPLITS, scienceqa_files
-from vict.data.world.questions import ATTR_WORD, RELATIONS, holds, referring_spec, spec_text
+from vict.data.world.questions import ATTR_WORD, RELATIONS, referring_spec, spec_text, unique_relations
 from vict.data.world.scene import COLORS, COLS, NUMBER_WORDS, POSITION_PHRASE, ROWS, SHAPES, SIZES, Scene, WorldObject
 
 MAX_CHOICES = 5
@@ -330,12 +330,7 @@ def _position(rng: random.Random, scene: Scene) -> Item | None:
 
 
 def _relation(rng: random.Random, scene: Scene) -> Item | None:
-    options = [
-        (rel, ref, hits[0])
-        for rel in RELATIONS
-        for ref in scene.objects
-        if len(hits := [o for o in scene.objects if holds(rel, o, ref)]) == 1
-    ]
+    options = unique_relations(scene)
     if not options:
         return None
     rel, ref_obj, target = rng.choice(options)
