@@ -173,7 +173,11 @@ class DataConfig:
         "fraction of training examples that are ScienceQA problems (those without an image are text-only rows)",
         default=0.0,
     )
-    sqa_format: str = _help("ScienceQA prompt format of those examples: QCM-A or QCM-ALE", default="QCM-A")
+    sqa_format: str = _help(
+        "ScienceQA prompt format of those examples (vict.data.scienceqa.FORMATS): QCM-A, QCM-ALE (LaVIN's), QCM-EA or "
+        "QCM-LEA (the solution before the letter), or the CQM- ones",
+        default="QCM-A",
+    )
     text_only_ratio: float = _help(
         "fraction of the caption-as-context instructions (cap_qa) that drop their image: text-only rows, LaVIN's "
         "mixed-modality training on the same annotations",
@@ -186,8 +190,10 @@ class DataConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
                 problems.append(f"data.{name}={value}: must be in [0, 1]")
-        if self.sqa_format not in ("QCM-A", "QCM-ALE"):
-            problems.append(f"data.sqa_format={self.sqa_format!r}: use QCM-A or QCM-ALE")
+        from vict.data.scienceqa import FORMATS
+
+        if self.sqa_format not in FORMATS:
+            problems.append(f"data.sqa_format={self.sqa_format!r}: use one of {list(FORMATS)}")
         if self.scienceqa and not self.sqa_ratio:
             problems.append(f"data.scienceqa={self.scienceqa} is set but data.sqa_ratio is 0: set a ratio, e.g. 0.3")
         has_files = any(getattr(self, n) for n in ("captions", "questions"))

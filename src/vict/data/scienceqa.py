@@ -7,8 +7,10 @@ problem of the requested split and raises once, listing every problem that is wr
 
 Prompts follow ScienceQA's ``models/base_prompt.py`` (copied by LaVIN and LLaVA): ``scienceqa_example`` is the
 reference's ``create_one_example`` text (GPT-3 few-shot), ``scienceqa_prompt_target`` LaVIN's training pair (prompt
-ending ``Response:``, target ``The answer is A. BECAUSE: ...``). Formats: ``QCM-ALE`` (the paper's), ``QCM-A``,
-and ``CQM-A`` (LLaVA v1.5's eval file).
+ending ``Response:``, target ``The answer is A. BECAUSE: ...``). Formats ``<INPUT>-<OUTPUT>``: input ``QCM`` or ``CQM``
+(LLaVA v1.5's eval file); output ``A`` (the letter), ``ALE`` (the letter, then lecture and solution: LaVIN's paper
+setting), or the reference's reasoning-first outputs ``EA`` (solution, then the letter) and ``LEA`` (lecture and
+solution, then the letter: LLaVA's training default).
 """
 
 from __future__ import annotations
@@ -52,8 +54,12 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "solution",
     "split",
 )
-FORMATS: tuple[str, ...] = ("QCM-ALE", "QCM-A", "CQM-A")
+INPUT_FORMATS: tuple[str, ...] = ("QCM", "CQM")
+OUTPUT_FORMATS: tuple[str, ...] = ("A", "ALE", "EA", "LEA")
+FORMATS: tuple[str, ...] = tuple(f"{i}-{o}" for i in INPUT_FORMATS for o in OUTPUT_FORMATS)
 """Prompt formats ``<INPUT>-<OUTPUT>`` the builders support."""
+REASONING_FIRST: frozenset[str] = frozenset({"EA", "LEA"})
+"""Output formats that write the letter last (after the solution): they need a longer generation budget."""
 IMAGES_URL = "https://scienceqa.s3.us-west-1.amazonaws.com/images/{split}.zip"
 MAX_LISTED_ERRORS = 10
 _GRADE = re.compile(r"grade(\d+)")
@@ -274,14 +280,20 @@ def scienceqa_input(problem: ScienceQAProblem, fmt: str = "QCM-ALE", caption: st
 
 def scienceqa_answer(problem: ScienceQAProblem, fmt: str = "QCM-ALE") -> str:
     """The output template without the ``Answer: `` prefix: ``A`` ``"The answer is A."``, ``ALE``
-    ``"The answer is A. BECAUSE: {lecture} {solution}"`` (newlines in lecture and solution written as the two
-    characters ``\\n``, as the reference does)."""
+    ``"The answer is A. BECAUSE: {lecture} {solution}"``, ``EA`` ``"{solution} The answer is A."``, ``LEA``
+    ``"{lecture} {solution} The answer is A."`` (newlines in lecture and solution written as the two characters
+    ``\\n``, as the reference does)."""
     _, output_format = _split_format(fmt)
+    letter = problem.answer_letter
     if output_format == "A":
-        return f"The answer is {problem.answer_letter}."
+        return f"The answer is {letter}."
     lecture = problem.lecture.replace("\n", "\\n")
     solution = problem.solution.replace("\n", "\\n")
-    return f"The answer is {problem.answer_letter}. BECAUSE: {lecture} {solution}"
+    if output_format == "EA":
+        return f"{solution} The answer is {letter}."
+    if output_format == "LEA":
+        return f"{lecture} {solution} The answer is {letter}."
+    return f"The answer is {letter}. BECAUSE: {lecture} {solution}"
 
 
 def _clean(text: str) -> str:

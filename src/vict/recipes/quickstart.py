@@ -95,6 +95,10 @@ class QuickstartPreset:
         "every row on its test problems (0: neither)",
         default=0.0,
     )
+    sqa_format: str = help_field(
+        "ScienceQA prompt format of the training problems and the evaluation (vict.data.scienceqa.FORMATS)",
+        default="QCM-A",
+    )
     transfer_eval_every: int = help_field(
         "validation-loss interval (steps) of the vpgtrans row and its from-scratch baseline: the points of the "
         "transfer curves and the speed-up",
@@ -253,10 +257,11 @@ def train_config(
             "world": str(world),
             "train_split": "train",
             "val_split": "val",
-            "max_length": 128,
+            # a ScienceQA problem (options, hint, solution) is longer than VICT's instructions
+            "max_length": SQA_MAX_LENGTH if preset.sqa_ratio else 128,
             "templates": str(templates),
             **({"text_only_ratio": recipe["text_only_ratio"]} if recipe.get("text_only_ratio") else {}),
-            **({"sqa_ratio": preset.sqa_ratio} if preset.sqa_ratio else {}),
+            **({"sqa_ratio": preset.sqa_ratio, "sqa_format": preset.sqa_format} if preset.sqa_ratio else {}),
         },
         "train": {
             "output_dir": str(out),
@@ -280,6 +285,10 @@ def train_config(
         },
     }
 
+
+SQA_MAX_LENGTH = 192
+"""Training sequence length of presets with ScienceQA: its longest miniature problem, with the solution before the
+letter (QCM-EA) and the visual tokens, is ~160 tokens."""
 
 UNTUNED_ROW = "target-lm (no tuning)"
 """ScienceQA-mini row of the target LM with no tuning (a VisionLLM with method none, nothing trained): its answers
@@ -487,6 +496,7 @@ def quickstart(
                 tasks=sqa_tasks,
                 out_dir=out / "eval",
                 scienceqa=sqa_problems,
+                scienceqa_format=p.sqa_format,
                 name=UNTUNED_ROW,
             )
         for row in rows:
@@ -505,6 +515,7 @@ def quickstart(
                 sentence=False,  # not in the paper's tables; `vict eval` reports it
                 tasks=("caption", "gqa", *sqa_tasks),
                 scienceqa=sqa_problems if sqa_tasks else None,
+                scienceqa_format=p.sqa_format,
             )
         return reports, engines
 

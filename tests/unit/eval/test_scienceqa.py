@@ -207,6 +207,10 @@ def test_reference_example_texts() -> None:
         QCM + f"Answer: The answer is A. BECAUSE: {lecture} Look at the compass rose. West Virginia is farthest north."
     )
     assert scienceqa_example(PID1, "QCM-A") == QCM + "Answer: The answer is A."
+    # the reasoning-first outputs: the solution (and lecture) before the letter
+    solution = "Look at the compass rose. West Virginia is farthest north."
+    assert scienceqa_example(PID1, "QCM-EA") == QCM + f"Answer: {solution} The answer is A."
+    assert scienceqa_example(PID1, "QCM-LEA") == QCM + f"Answer: {lecture} {solution} The answer is A."
     assert scienceqa_input(PID1, "CQM-A") == (
         "Context: N/A\nQuestion: Which of these states is farthest north?\n"
         "Options: (A) West Virginia (B) Louisiana (C) Arizona (D) Oklahoma\n"
@@ -222,6 +226,10 @@ def test_lavin_prompt_and_target() -> None:
     assert target.startswith("The answer is A. BECAUSE: Maps have four cardinal directions.\\nA compass")
     no_explanation = replace(PID1, lecture="", solution="")
     assert scienceqa_prompt_target(no_explanation, "QCM-ALE")[1] == "The answer is A."  # empty BECAUSE: dropped
+    assert scienceqa_prompt_target(no_explanation, "QCM-EA")[1] == "The answer is A."
+    _, target = scienceqa_prompt_target(PID1, "CQM-EA")
+    assert target == "Look at the compass rose. West Virginia is farthest north. The answer is A."
+    assert extract_answer_letter(target) == "A"
 
 
 # ---- extraction ----

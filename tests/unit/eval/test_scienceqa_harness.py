@@ -218,6 +218,20 @@ def test_blip2_gets_a_blank_image_for_text_only_problems(sqa: Path) -> None:
     assert out["text_only_rows"] == "blank image"
 
 
+def test_reasoning_first_formats_get_the_budget_of_a_solution(sqa: Path) -> None:
+    """QCM-EA writes the solution before the letter: the letter is read after it, within a larger budget (an
+    engine's short answer budget is raised; an explicit one is kept)."""
+    engine = StubEngine("vict", {"11": "The object is blue. The answer is A."})
+    engine.max_new_tokens = 10
+    out = evaluate_scienceqa(engine, sqa, fmt="QCM-EA")
+    assert engine.calls[-1][2] == 96 and out["max_new_tokens"] == 96 and out["format"] == "QCM-EA"
+    assert out["predictions"]["11"]["pred"] == 0 and not out["predictions"]["11"]["failed"]
+    evaluate_scienceqa(engine, sqa, fmt="QCM-EA", max_new_tokens=40)
+    assert engine.calls[-1][2] == 40
+    evaluate_scienceqa(engine, sqa, fmt="QCM-A")
+    assert engine.calls[-1][2] == 10
+
+
 def test_evaluate_model_and_report_with_the_scienceqa_task(model, sqa: Path, tmp_path: Path) -> None:
     from vict.eval.evaluation_report import write_report
     from vict.recipes.evaluate import evaluate_model

@@ -125,7 +125,11 @@ def test_the_lavin_paper_config_holds_the_reference_setting():
     parts = paper_footprint({"type": "mm_adapter"}, 0, connector={"type": "lavin_cls"})["counts"]["parts"]
     d = 4096
     assert parts["method"]["trainable"] == 32 * ((d * 8 + 8) + 2 * (d * 4 + d) + (d * 2 + 2)) + 2 * d  # 2.63M
-    assert parts["connector"]["trainable"] == (1408 * 128 + 128) + (128 * d + d)  # ViT-g width 1408
+    # the MLP from ViT-g's 1408-wide [CLS] tokens, and in each of its 39 blocks the same MM-Adapter as the LLM's
+    # (down d_v -> 8, two grouped experts 8 -> d_v, a router d_v -> 2)
+    v = 1408
+    adapters = 39 * ((v * 8 + 8) + 2 * (2 * (v // 2) * 4 + v) + (v * 2 + 2))
+    assert parts["connector"]["trainable"] == (v * 128 + 128) + (128 * d + d) + adapters
     assert parts["vision"]["trainable"] == parts["qformer"]["trainable"] == parts["llm"]["trainable"] == 0
 
 

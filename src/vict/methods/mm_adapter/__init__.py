@@ -123,7 +123,7 @@ class MMAdapterMethod(Method):
             for attr, norm in spots:
                 adapter = MMAdapter(d, **kwargs).to(embeddings.device)
                 setattr(block, attr, adapter)
-                norm.register_forward_hook(_adapter_hook(adapter))
+                norm.register_forward_hook(adapter.hook)
                 self._adapters.append(adapter)
         self._body = body
         return llm
@@ -202,13 +202,6 @@ class MMAdapterMethod(Method):
         finally:
             for adapter, was in zip(self._adapters, before, strict=True):
                 adapter.enabled = was
-
-
-def _adapter_hook(adapter: MMAdapter) -> Any:
-    def hook(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
-        return adapter(output)
-
-    return hook
 
 
 register_method(MMAdapterMethod)

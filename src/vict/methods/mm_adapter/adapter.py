@@ -10,7 +10,8 @@ returns ``x + s·(ŵ0·B(drop(A x)) + ŵ1·D(drop(A x)))``:
 - no activation; dropout on ``A x``; ``s`` the scale;
 - ``ŵ = softmax(router(x_m) / τ)``: the router (``Linear(d → 2)``) reads ``x_m``, the normed input of the sequence's
   modality token at this block. ``routing`` holds ``ŵ`` per row, set by ``vict.methods.mm_adapter`` before the LLM
-  runs; with ``routing`` unset the adapter routes on its input's first position (the modality token's own pass).
+  runs; with ``routing`` unset the adapter routes on its input's first position (the modality token's own pass; in
+  the vision tower, where LaVIN's connector puts the same adapters, each image's own [CLS] token).
 """
 
 from __future__ import annotations
@@ -85,3 +86,7 @@ class MMAdapter(nn.Module):
         hidden = self.dropout(self.down(x.to(self.down.weight.dtype)))
         delta = sum(weights[:, i, None, None] * expert(hidden) for i, expert in enumerate(self.experts))
         return x + (self.scale * delta).to(x.dtype)
+
+    def hook(self, module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
+        """A forward hook that applies the adapter to ``module``'s output (a block's normed input)."""
+        return self(output)
