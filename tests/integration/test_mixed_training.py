@@ -48,6 +48,20 @@ def test_text_only_rows_train_the_same_with_and_without_the_feature_cache(world:
     assert _losses(world, tmp_path / "none", "data.ratios={cap_qa: 1, qa: 1}") != pytest.approx(cached)
 
 
+def test_vlora_gives_text_only_rows_no_delta_with_and_without_the_feature_cache(world: Path, tmp_path: Path) -> None:
+    """Zero visual tokens: the generator tells text-only rows by their blank image, cached (all-zero features) or not."""
+    vlora = [
+        "method={type: vlora, rank: 4, alpha: 4.0, every: 1}",
+        "connector={type: vlora_generator, width: 32, depth: 1, heads: 4}",
+        "data.text_only_ratio=0.5",
+        "data.ratios={cap_qa: 1, qa: 1}",
+    ]
+    cached = _losses(world, tmp_path / "cached", *vlora, "train.cache_vision_features=true")
+    plain = _losses(world, tmp_path / "plain", *vlora, "train.cache_vision_features=false")
+    assert len(cached) == 4
+    assert cached == pytest.approx(plain, rel=1e-5, abs=1e-6)
+
+
 def test_bad_mix_settings_are_reported_together(world: Path) -> None:
     from vict.config import ConfigError
 

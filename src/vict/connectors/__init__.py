@@ -1,4 +1,5 @@
-"""Connectors: how vision enters the LLM (``vict.connectors.base.Connector``). Built-in: ``qformer_tokens``.
+"""Connectors: how vision enters the LLM (``vict.connectors.base.Connector``). Built-in: ``qformer_tokens``,
+``lavin_cls`` (LaVIN's) and ``vlora_generator`` (VLoRA's, zero tokens).
 
 Registered with ``vict.registry.register_connector``; a method folder may hold its own connector module.
 """

@@ -2,8 +2,9 @@
 
 Built-in: ``lora`` and ``llama_adapter`` (peft's LoRA and AdaptionPrompt, saved in peft's adapter format),
 ``none`` (only the extra queries and the connector train), ``vpgtrans`` (VPGTrans's projector warm-up, then the
-Q-Former tuned with the LLM frozen) and ``vpgtrans_lora`` (the same warm-up, then VICT with LoRA). The contract is ``vict.methods.base.Method``;
-``docs/extending.md`` walks through adding one. The registry lives in ``vict.registry``.
+Q-Former tuned with the LLM frozen), ``vpgtrans_lora`` (the same warm-up, then VICT with LoRA), ``mm_adapter``
+(LaVIN's adapters) and ``vlora`` (VLoRA's per-image weight deltas, no visual tokens). The contract is
+``vict.methods.base.Method``; ``docs/extending.md`` walks through adding one. The registry lives in ``vict.registry``.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ registering the class with one line (``register_method(MyMethod)``). ``VisionLLM
 else, about the LLM side:
 
 - ``apply(llm, vpg)``: inject the delta into the frozen LLM (and, if the method wants, the frozen VPG);
+- ``connect(connector)``: after ``apply``, tell the connector what it must produce for the method (VLoRA's
+  generator: the shapes of the A matrices of the adapted blocks);
 - ``owns(name)`` / ``is_trainable(name, default)``: the parameters (and parameter-free modules, such as LoRA's
   dropout) the method adds, and the method's say in the model's single trainable predicate;
 - ``prepare(inputs, vision)`` and ``bind(vision)``: hooks around every LLM call (training forward and generation),
@@ -34,7 +36,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from vict.connectors.base import VisionInput
+    from vict.connectors.base import Connector, VisionInput
 
 
 @dataclass
@@ -98,6 +100,11 @@ class Method:
     def base_model(self, llm: nn.Module) -> nn.Module:
         """The underlying ``*ForCausalLM`` of what ``apply`` returned (for its config, embeddings and head)."""
         return llm
+
+    def connect(self, connector: Connector) -> None:
+        """Called once after ``apply`` (seeded with it): hand the connector what it needs from the method, e.g. the
+        shapes of the per-image weights it generates (VLoRA), and refuse a connector the method cannot use. Nothing
+        by default."""
 
     # --------------------------------------------------------------------------------------------- training
     def owns(self, name: str) -> bool:

@@ -24,7 +24,7 @@ from transformers import Blip2Config, LlamaConfig, OPTConfig
 
 from vict.models.tokenizer import builtin_tokenizer
 from vict.models.vision_llm import VisionLLM, VisionLLMConfig
-from vict.registry import ConnectorSpec, MethodSpec
+from vict.registry import ConnectorSpec, MethodSpec, get_method
 
 PAPER_VPG_SOURCE = "Salesforce/blip2-opt-2.7b"
 PAPER_LLM_SOURCE = "huggyllama/llama-7b"
@@ -280,8 +280,15 @@ TINY_METHOD_SETTINGS: dict[str, dict[str, Any]] = {
     "llama_adapter": {"adapter_len": 4, "adapter_layers": 2},
     "vpgtrans_lora": {"r": 4, "alpha": 8, "dropout": 0.0},
     "mm_adapter": {"dim": 8, "groups": 2, "dropout": 0.0},
+    "vlora": {"rank": 4, "alpha": 8.0, "every": 1},
 }
 """Settings ``build_tiny`` gives a method named by a string: small, and without dropout so tests are exact."""
+
+TINY_CONNECTOR_SETTINGS: dict[str, dict[str, Any]] = {
+    "vlora_generator": {"width": 32, "depth": 2, "heads": 4},
+}
+"""Settings ``build_tiny`` gives a connector named by a string or chosen as the method's default (the defaults are
+the paper's: VLoRA's generator would be 34M parameters)."""
 
 
 def build_tiny(
@@ -297,9 +304,14 @@ def build_tiny(
     """A tiny random VICT model (8 + ``num_extra_queries`` visual tokens, 30 px images), for tests and smoke
     runs. Its BLIP-2 and LLM are real saved checkpoints under ``cache_dir`` (default ``default_cache_dir()/tiny``),
     written once per seed; everything is deterministic for ``seed``. ``method`` is a registered method's name
-    (tiny settings, ``TINY_METHOD_SETTINGS``), a ``{"type": ..., **settings}`` dict or a ``MethodSpec``."""
+    (tiny settings, ``TINY_METHOD_SETTINGS``), a ``{"type": ..., **settings}`` dict or a ``MethodSpec``; a connector
+    named by a string (or the method's default) gets ``TINY_CONNECTOR_SETTINGS``."""
     if isinstance(method, str):
         method = MethodSpec.from_dict({"type": method, **TINY_METHOD_SETTINGS.get(method, {})})
+    if connector is None or isinstance(connector, str):
+        name = connector or get_method(method_spec(method).type).default_connector
+        if name in TINY_CONNECTOR_SETTINGS:
+            connector = {"type": name, **TINY_CONNECTOR_SETTINGS[name]}
     blip_dir, llm_dir = tiny_sources(cache_dir, seed=seed, llm_arch=llm_arch)
     return build_vision_llm(
         blip_dir,

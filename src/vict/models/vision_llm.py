@@ -229,8 +229,9 @@ class VisionLLM(nn.Module):
         config: VisionLLMConfig,
         connector: Connector | None = None,
     ) -> VisionLLM:
-        """Build the connector (unless given) and apply the method to the bare ``llm``, both seeded by
-        ``config.seed + 1`` (independent of the extra queries' stream, seeded by ``config.seed``), then compose."""
+        """Build the connector (unless given), apply the method to the bare ``llm`` and connect the two
+        (``Method.connect``), all seeded by ``config.seed + 1`` (independent of the extra queries' stream, seeded by
+        ``config.seed``), then compose."""
         method = get_method(config.method.type)(config.method.settings)
         config.connector = config.connector.resolved(config.method)
         embeddings = llm.get_input_embeddings()
@@ -241,6 +242,7 @@ class VisionLLM(nn.Module):
                     config.connector.settings, vpg, embeddings.embedding_dim, device=embeddings.weight.device
                 )
             llm = method.apply(llm, vpg)
+            method.connect(connector)
         return cls(vpg, connector, llm, method, tokenizer, config)
 
     # ------------------------------------------------------------------------------------------ structure
@@ -587,11 +589,14 @@ class VisionLLM(nn.Module):
                 + (f"trainable parameters missing from the file {missing[:8]}; " if strict and missing else "")
                 + "was it written by a model with another config?"
             )
+        wrong = [
+            f"{name} has shape {tuple(value.shape)}, the model expects {tuple(params[name].shape)}"
+            for name, value in state.items()
+            if tuple(value.shape) != tuple(params[name].shape)
+        ]
+        if wrong:  # every mismatch at once (a changed query count resizes more than one tensor)
+            raise ValueError(f"{path}: " + "; ".join(wrong))
         for name, value in state.items():
-            if tuple(value.shape) != tuple(params[name].shape):
-                raise ValueError(
-                    f"{path}: {name} has shape {tuple(value.shape)}, the model expects {tuple(params[name].shape)}"
-                )
             params[name].copy_(value)
         loaded = set(state) | self.method.load(self.llm, directory, strict=strict)
         return {"loaded": sorted(loaded), "kept": sorted(wanted - loaded)}

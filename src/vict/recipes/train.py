@@ -427,10 +427,8 @@ class TrainRecipe:
         from vict.data.images import load_image
 
         image_id, path = source
-        if image_id == TEXT_ONLY_KEY:  # text-only rows: a blank image, whose visual tokens the model drops
-            from PIL import Image
-
-            return Image.new("RGB", (8, 8))
+        if image_id == TEXT_ONLY_KEY:  # text-only rows: the collator's blank (see _encode_features)
+            return None
         if path is None:
             raise ValueError(f"image {image_id}: no image_path; load records with an images directory")
         return load_image(path, record=f"image {image_id}")
@@ -439,7 +437,9 @@ class TrainRecipe:
     def _encode_features(self, images: list[Any]) -> torch.Tensor:
         """The cached features of a batch of images (``VisionLLM.vision_features`` at the training level)."""
         model = self.accelerator.unwrap_model(self.model)
-        pixels = model.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.accelerator.device)
+        # the collator's pixels: a text-only row (None) is all zeros, as without the cache (a zero-token connector
+        # tells text-only rows apart by it)
+        pixels = self.collator._pixel_values(images).to(self.accelerator.device)
         with self.accelerator.autocast():
             return model.connector.features(model.vpg, pixels, self.vision_level)
 

@@ -37,6 +37,7 @@ def test_configs_are_shipped():
         "llama7b/coco_vpgtrans.yaml",
         "llama7b/coco_gqa_vpgtrans_lora.yaml",
         "llama7b/scienceqa_lavin.yaml",
+        "llama7b/coco_gqa_vlora.yaml",
         "accelerate/ddp.yaml",
         "accelerate/fsdp.yaml",
         "accelerate/deepspeed_zero2.yaml",
@@ -130,6 +131,34 @@ def test_the_lavin_paper_config_holds_the_reference_setting():
     v = 1408
     adapters = 39 * ((v * 8 + 8) + 2 * (2 * (v // 2) * 4 + v) + (v * 2 + 2))
     assert parts["connector"]["trainable"] == (v * 128 + 128) + (128 * d + d) + adapters
+    assert parts["vision"]["trainable"] == parts["qformer"]["trainable"] == parts["llm"]["trainable"] == 0
+
+
+def test_the_vlora_paper_config_holds_the_reference_setting():
+    cfg = load_config(ROOT / "configs" / "llama7b" / "coco_gqa_vlora.yaml")
+    s, c = cfg.method.settings, cfg.connector.settings
+    assert (s.rank, s.alpha, s.every, s.weight_types) == (64, 64.0, 4, ["q", "k", "v", "o", "m"])
+    assert cfg.connector.type == "vlora_generator" and (c.width, c.depth, c.heads) == (512, 8, 8)
+    assert cfg.model.num_extra_queries == 32
+    from vict.models.builders import paper_footprint
+
+    info = paper_footprint(cfg.method, cfg.model.num_extra_queries, connector=cfg.connector)
+    parts = info["counts"]["parts"]
+    assert info["num_visual_tokens"] == 0
+    d, r, blocks, w, n_q, d_q = 4096, 64, 32 // 4, 512, 32 + 32, 768
+    # B: one (d_out, r) per adapted block and type; LLaMA-7B has no grouped-query attention, so every d_out is d
+    assert parts["method"]["trainable"] == blocks * 5 * d * r  # 10.5M
+
+    def linear(i: int, o: int) -> int:
+        return i * o + o
+
+    attention = 4 * w * w + 4 * w  # in_proj (3w x w, 3w) + out_proj (w x w, w)
+    block = 2 * attention + 3 * 2 * w + linear(w, 4 * w) + linear(4 * w, w)  # self, cross, 3 LayerNorms, GELU MLP
+    trunk = linear(d_q, w) + n_q * w + blocks * w + 8 * block + 2 * w  # projection, positions, queries, final norm
+    heads = 5 * linear(w, d * r)  # one Linear(w -> d x r) per type: A (d_in = d, r)
+    assert parts["connector"]["trainable"] == trunk + heads == 706_463_232
+    assert parts["extra_queries"]["trainable"] == 32 * d_q
+    assert info["counts"]["trainable"] == 716_973_568
     assert parts["vision"]["trainable"] == parts["qformer"]["trainable"] == parts["llm"]["trainable"] == 0
 
 
