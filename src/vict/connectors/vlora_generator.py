@@ -209,8 +209,7 @@ class VLoRAGenerator(Connector):
 
 
 def _blank(value: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    if not bool(rows.any()):
-        return value
+    # no branch on the values (so the meta device can run it, vict.models.flops)
     return value.masked_fill(rows.view(-1, *([1] * (value.dim() - 1))).to(value.device), 0)
 
 

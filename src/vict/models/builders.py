@@ -351,9 +351,14 @@ def build_paper(
 
 
 def paper_footprint(
-    method: MethodArg = "lora", num_extra_queries: int = 32, connector: ConnectorArg = None
+    method: MethodArg = "lora",
+    num_extra_queries: int = 32,
+    connector: ConnectorArg = None,
+    text_tokens: tuple[int, ...] = (),
 ) -> dict[str, Any]:
-    """Parameter counts by part and the checkpoint size of ``build_paper``'s model, from configs alone.
+    """Parameter counts by part and the checkpoint size of ``build_paper``'s model, from configs alone; with
+    ``text_tokens``, also ``compute``: ``{T: vict.models.flops.method_compute(model, T)}`` (FLOPs of one image and T
+    text tokens, counted on the meta device).
 
     Builds the VPG (``paper_blip2_config()``) and LLaMA-7B (``llama_7b_config()``) on the meta device (no
     weights are allocated or downloaded), applies the same connector and method, and counts.
@@ -380,9 +385,14 @@ def paper_footprint(
         llm = AutoModelForCausalLM.from_config(llama_7b_config())
         model = VisionLLM.compose(vpg, llm, None, config)
     counts = model.trainable_parameters_by_part()
-    return {
+    out = {
         "counts": counts,
         "checkpoint_bytes": 4 * counts["trainable"],
         "num_visual_tokens": model.num_visual_tokens,
         "config": config.to_dict(),
     }
+    if text_tokens:
+        from vict.models.flops import method_compute
+
+        out["compute"] = {t: method_compute(model, t) for t in text_tokens}
+    return out

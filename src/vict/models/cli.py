@@ -13,6 +13,7 @@ EPILOG = """examples:
   vict inspect paper                         # BLIP-2 ViT-g + LLaMA-7B + LoRA, counted on the meta device (no download)
   vict inspect paper --method llama_adapter --json
   vict inspect runs/world_lora/final         # a saved VICT checkpoint directory
+  vict inspect paper --method vlora --flops --text-tokens 32 256   # FLOPs of one image + T text tokens
 
 `vict methods` lists the registered methods; --method takes any of them.
 """
@@ -32,6 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="tiny only: seed of the random weights")
     parser.add_argument("--cache-dir", type=Path, default=None, help="tiny only: where the tiny checkpoints live")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument(
+        "--flops",
+        action="store_true",
+        help="also count the FLOPs of one image and T text tokens (vict.models.flops: VPG, connector, LLM prefill)",
+    )
+    parser.add_argument(
+        "--text-tokens", type=int, nargs="+", default=[32], help="with --flops: text tokens T (default 32)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,10 +61,12 @@ def run(args: argparse.Namespace) -> int:
             from vict.models.builders import paper_footprint
 
             n_extra = 32 if args.extra_queries is None else args.extra_queries
-            info = paper_footprint(args.method, n_extra, connector=args.connector)
+            text_tokens = tuple(args.text_tokens) if args.flops else ()
+            info = paper_footprint(args.method, n_extra, connector=args.connector, text_tokens=text_tokens)
             counts, config, tokens = info["counts"], info["config"], info["num_visual_tokens"]
             method_line = connector_line = None
             extra = {"checkpoint_bytes": info["checkpoint_bytes"], "counted_on": "meta device (no weights loaded)"}
+            compute = info.get("compute", {})
         else:
             if target == "tiny":
                 from vict.models.builders import build_tiny
@@ -75,8 +86,15 @@ def run(args: argparse.Namespace) -> int:
             )
             method_line, connector_line = model.method.describe(), model.connector.describe(model.vpg)
             extra = {"checkpoint_bytes": 4 * counts["trainable"], "image_size": model.vpg.image_size}
+            compute = {}
+            if args.flops:
+                from vict.models.flops import method_compute
+
+                compute = {t: method_compute(model, t) for t in args.text_tokens}
     except SettingsError as err:
         raise SystemExit(f"vict inspect: {err}; registered methods: {', '.join(method_names())}") from err
+    if compute:
+        extra["flops"] = {str(t): c for t, c in compute.items()}
     if args.json:
         payload = {"target": target, "parameters": counts, "num_visual_tokens": tokens, "config": config, **extra}
         print(json.dumps(payload, indent=2))
@@ -91,4 +109,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"  visual tokens per image: {tokens}")
     print(f"  frozen     {config['frozen_dtype']}")
     print(f"  checkpoint ~{human_bytes(extra['checkpoint_bytes'])} of trainable tensors (float32)")
+    if compute:
+        print()
+        print(flops_table(compute))
     return 0
+
+
+def flops_table(compute: dict[int, dict[str, int]]) -> str:
+    """The ``--flops`` lines: per T, the LLM's tokens and each part's FLOPs (``vict.models.flops``)."""
+    from vict.models.flops import human_flops
+
+    lines = ["  FLOPs of one image + T text tokens (counted; the LLM's prefill also by the formula, docs):"]
+    for t, c in compute.items():
+        delta = c["llm"] - c["llm_bare"]
+        lines.append(
+            f"  T={t:<4} LLM tokens {c['llm_tokens']} ({c['visual_tokens']} visual): VPG {human_flops(c['vpg'])}, "
+            f"connector {human_flops(c['connector'])}, LLM prefill {human_flops(c['llm'])} (delta "
+            f"{human_flops(delta)}; formula {human_flops(c['llm_formula'])}), total {human_flops(c['total'])}"
+        )
+    return "\n".join(lines)

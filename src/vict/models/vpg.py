@@ -181,11 +181,12 @@ class VisualPromptGenerator(nn.Module):
                 f"VisualPromptGenerator.query expects image embeds (batch, tokens, {self.vision_hidden_size}) "
                 f"from encode_vision, got {tuple(image_embeds.shape)}"
             )
-        image_attention_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+        # Every image token is valid: no cross-attention mask (BLIP-2's all-ones mask masks nothing, and without one
+        # the Q-Former also runs on the meta device, where vict.models.flops counts it)
         out = self.qformer(
             query_embeds=self.queries(image_embeds.shape[0]),
             encoder_hidden_states=image_embeds,
-            encoder_attention_mask=image_attention_mask,
+            encoder_attention_mask=None,
             return_dict=True,
         )
         return out.last_hidden_state

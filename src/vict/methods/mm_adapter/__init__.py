@@ -180,10 +180,11 @@ class MMAdapterMethod(Method):
         table = body.mm_modality.weight
         frozen_dtype = body.get_input_embeddings().weight.dtype
         embeds = table[:, None, :].to(frozen_dtype)
-        ones = torch.ones(2, 1, dtype=torch.long, device=table.device)
         for adapter in self._adapters:
             adapter.routing = None
-        body(inputs_embeds=embeds, attention_mask=ones, position_ids=ones - 1, use_cache=False)
+        # one token per row at position 0: nothing to mask (no mask also keeps the pass free of data-dependent
+        # branches, so it runs on the meta device); the throwaway cache spares transformers its packed-sequence check
+        body(inputs_embeds=embeds, use_cache=True)
         routing = [a.recorded for a in self._adapters]
         for adapter in self._adapters:
             adapter.recorded = None
