@@ -88,7 +88,7 @@ class QuickstartPreset:
     methods: tuple[str, ...] = help_field(
         "the rows trained and evaluated: a method (row vict-<method>) or a variant a method's recipe declares "
         "(row named after it, e.g. lavin)",
-        default=("lora", "llama_adapter", "vpgtrans", "vpgtrans_lora"),
+        default=("lora", "llama_adapter", "vpgtrans", "vpgtrans_lora", "vlora"),
     )
     sqa_ratio: float = help_field(
         "fraction of every row's training examples drawn from ScienceQA-mini's train problems; > 0 also evaluates "
@@ -554,22 +554,20 @@ def quickstart(
         test_ids = [im["file_name"] for im in json.loads(test["captions"].read_text())["images"]]
         images = [Image.open(test["images_dir"] / f).convert("RGB") for f in test_ids[: p.similarity_images]]
         blip2 = engines[SOURCE_ROW].blip2
-        first = rows[1]  # the first VICT row's projection into the target LM
+        # the first VICT row with visual tokens: its projection into the target LM (VLoRA's rows have none)
+        first = next((r for r in rows[1:] if engines[r].model.num_visual_tokens), None)
         with torch.no_grad():
             source_tokens = blip2.visual_tokens(images)
+        series = {"source_lm": analyze_series(source_tokens, blip2.input_embeddings(), blip2.tokenizer)}
+        curves = {"source Q-Former -> source LM (BLIP-2 projection)": series["source_lm"]["values"]}
+        if first is not None:
             vict = engines[first].model
-            target_tokens = vict.encode_images(vict.vpg.preprocess(images)).tokens
-        series = {
-            "source_lm": analyze_series(source_tokens, blip2.input_embeddings(), blip2.tokenizer),
-            "target_lm": analyze_series(
-                target_tokens, vict.llm.get_input_embeddings().weight.detach(), vict.tokenizer
-            ),
-        }
-        plot_similarity_histogram(
-            {"source Q-Former -> source LM (BLIP-2 projection)": series["source_lm"]["values"],
-             f"source Q-Former -> target LM ({first} projection)": series["target_lm"]["values"]},
-            out / "similarity.png",
-        )  # fmt: skip
+            with torch.no_grad():
+                target_tokens = vict.encode_images(vict.vpg.preprocess(images)).tokens
+            embeddings = vict.llm.get_input_embeddings().weight.detach()
+            series["target_lm"] = analyze_series(target_tokens, embeddings, vict.tokenizer)
+            curves[f"source Q-Former -> target LM ({first} projection)"] = series["target_lm"]["values"]
+        plot_similarity_histogram(curves, out / "similarity.png")
         return {
             k: v["stats"] | {"tokens_per_image": v["tokens_per_image"], "images": v["images"]}
             for k, v in series.items()
