@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -184,3 +184,17 @@ class Method:
         fields = dataclasses.asdict(self.settings) if dataclasses.is_dataclass(self.settings) else {}
         detail = " ".join(f"{k}={v}" for k, v in fields.items())
         return f"{self.name} {detail}".strip()
+
+
+@contextlib.contextmanager
+def switched(modules: list[Any], enabled: bool) -> Iterator[None]:
+    """Within the block every module's ``enabled`` flag is ``enabled``; each gets its own flag back after it (the
+    ``delta_disabled`` of methods whose delta modules carry such a flag)."""
+    before = [m.enabled for m in modules]
+    try:
+        for m in modules:
+            m.enabled = enabled
+        yield
+    finally:
+        for m, was in zip(modules, before, strict=True):
+            m.enabled = was

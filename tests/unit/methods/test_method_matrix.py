@@ -97,22 +97,13 @@ def test_save_and_load_give_identical_logits_and_the_declared_files(name: str, t
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_batched_greedy_generation_equals_per_item(name: str, batch_factory) -> None:
+def test_batched_greedy_generation_equals_per_item(name: str, batch_factory, decoding) -> None:
     model = build_tiny(name, seed=0)
     perturb(model)
     batch = batch_factory(model, PROMPTS, side="left")
     assert (batch["attention_mask"] == 0).any(), "the test needs real left padding"
     together = model.generate(**batch, max_new_tokens=6)
-    alone = []
-    for i in range(len(PROMPTS)):
-        keep = batch["attention_mask"][i].bool()
-        one = {
-            "pixel_values": batch["pixel_values"][i : i + 1],
-            "input_ids": batch["input_ids"][i : i + 1, keep],
-            "attention_mask": batch["attention_mask"][i : i + 1, keep],
-        }
-        alone.extend(model.generate(**one, max_new_tokens=6))
-    assert together == alone
+    assert together == decoding.generate_one_by_one(model, batch, max_new_tokens=6)
     assert len(set(together)) > 1, "different images/prompts should not all give the same text"
 
 

@@ -97,25 +97,11 @@ def test_equals_the_prepended_modality_token_that_no_later_token_attends_to() ->
         torch.testing.assert_close(ours, reference[:, 1:], rtol=1e-4, atol=1e-5)
 
 
-def test_cached_greedy_decoding_equals_full_recomputation(batch_factory) -> None:
+def test_cached_greedy_decoding_equals_full_recomputation(batch_factory, decoding) -> None:
     model = build_tiny({"type": "mm_adapter", "dropout": 0.0}, seed=0).eval()
     _trained_like(model)
     batch = batch_factory(model, ["what shape is left ?", "describe the image ."], side="left")
-    cached = model.generate_ids(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], max_new_tokens=6)
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    steps = []
-    with torch.no_grad():
-        for _ in range(6):  # no cache: the whole sequence again at every step
-            logits = model(pixel_values=batch["pixel_values"], input_ids=ids, attention_mask=mask).logits
-            nxt = logits[:, -1].argmax(-1, keepdim=True)
-            steps.append(nxt)
-            ids, mask = torch.cat([ids, nxt], 1), torch.cat([mask, torch.ones_like(nxt)], 1)
-    recomputed = torch.cat(steps, 1)
-    eos = model.tokenizer.eos_token_id
-    for row in range(2):  # generate pads a row after its end of text
-        a, b = cached[row].tolist(), recomputed[row].tolist()
-        stop = b.index(eos) + 1 if eos in b else len(b)
-        assert a[:stop] == b[:stop], (row, a, b)
+    decoding.assert_cached_equals_recomputed(model, batch, steps=6)
 
 
 def test_adapter_parts_follow_the_reference() -> None:

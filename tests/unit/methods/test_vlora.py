@@ -167,37 +167,13 @@ def test_cached_features_keep_the_loss_and_the_text_only_rows(batch_factory) -> 
                 torch.testing.assert_close(model(**text, features=features).loss, expected, rtol=1e-6, atol=1e-6)
 
 
-def test_cached_greedy_decoding_equals_full_recomputation_and_batching(batch_factory) -> None:
+def test_cached_greedy_decoding_equals_full_recomputation_and_batching(batch_factory, decoding) -> None:
     model = _vlora()
     _trained_like(model)
     batch = _with_text_only_row(batch_factory(model, PROMPTS, side="left"))
     assert (batch["attention_mask"] == 0).any(), "the test needs real left padding"
-    cached = model.generate_ids(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], max_new_tokens=6)
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    steps = []
-    with torch.no_grad():
-        for _ in range(6):  # no cache: the whole sequence again at every step
-            logits = model(pixel_values=batch["pixel_values"], input_ids=ids, attention_mask=mask).logits
-            nxt = logits[:, -1].argmax(-1, keepdim=True)
-            steps.append(nxt)
-            ids, mask = torch.cat([ids, nxt], 1), torch.cat([mask, torch.ones_like(nxt)], 1)
-    recomputed = torch.cat(steps, 1)
-    eos = model.tokenizer.eos_token_id
-    for row in range(3):  # generate pads a row after its end of text
-        a, b = cached[row].tolist(), recomputed[row].tolist()
-        stop = b.index(eos) + 1 if eos in b else len(b)
-        assert a[:stop] == b[:stop], (row, a, b)
-    together = model.generate(**batch, max_new_tokens=6)
-    alone = []
-    for i in range(3):
-        keep = batch["attention_mask"][i].bool()
-        one = {
-            "pixel_values": batch["pixel_values"][i : i + 1],
-            "input_ids": batch["input_ids"][i : i + 1, keep],
-            "attention_mask": batch["attention_mask"][i : i + 1, keep],
-        }
-        alone.extend(model.generate(**one, max_new_tokens=6))
-    assert together == alone
+    decoding.assert_cached_equals_recomputed(model, batch, steps=6)
+    assert model.generate(**batch, max_new_tokens=6) == decoding.generate_one_by_one(model, batch)
 
 
 def test_rows_expanded_by_generate_reuse_their_image_deltas(batch_factory) -> None:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from vict.connectors.base import HAS_IMAGE
-from vict.methods.base import Method
+from vict.methods.base import Method, switched
 from vict.methods.mm_adapter.adapter import MMAdapter
 from vict.registry import register_method
 from vict.settings import help_field, raise_problems
@@ -191,18 +191,7 @@ class MMAdapterMethod(Method):
         return routing
 
     def delta_disabled(self, llm: nn.Module) -> contextlib.AbstractContextManager:
-        return self._switched(False)
-
-    @contextlib.contextmanager
-    def _switched(self, enabled: bool) -> Iterator[None]:
-        before = [a.enabled for a in self._adapters]
-        try:
-            for adapter in self._adapters:
-                adapter.enabled = enabled
-            yield
-        finally:
-            for adapter, was in zip(self._adapters, before, strict=True):
-                adapter.enabled = was
+        return switched(self._adapters, False)
 
 
 register_method(MMAdapterMethod)

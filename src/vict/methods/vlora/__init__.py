@@ -35,7 +35,7 @@ from torch import nn
 
 from vict.connectors.base import HAS_IMAGE
 from vict.connectors.vlora_generator import VLORA_A, VLoRAGenerator, WeightShapes
-from vict.methods.base import Method
+from vict.methods.base import Method, switched
 from vict.methods.mm_adapter import decoder_body
 from vict.registry import register_method
 from vict.settings import help_field, raise_problems
@@ -225,18 +225,7 @@ class VLoRAMethod(Method):
                 delta.a = {}
 
     def delta_disabled(self, llm: nn.Module) -> contextlib.AbstractContextManager:
-        return self._switched(False)
-
-    @contextlib.contextmanager
-    def _switched(self, enabled: bool) -> Iterator[None]:
-        before = [d.enabled for d in self._deltas]
-        try:
-            for delta in self._deltas:
-                delta.enabled = enabled
-            yield
-        finally:
-            for delta, was in zip(self._deltas, before, strict=True):
-                delta.enabled = was
+        return switched(self._deltas, False)
 
 
 def _has(block: nn.Module, path: str) -> bool:
