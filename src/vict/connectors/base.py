@@ -74,6 +74,10 @@ class Connector(nn.Module):
         """The level a feature cache stores (see the module docstring)."""
         return "pixels"
 
+    def input_level(self, vpg: nn.Module) -> str:
+        """The level the connector's own layers read (the frozen VPG's part ends there); the last by default."""
+        return self.levels[-1]
+
     def features(self, vpg: nn.Module, pixel_values: torch.Tensor, level: str) -> torch.Tensor:
         """Features at ``level`` of ``pixel_values (b, 3, S, S)``."""
         self.check_level(level)

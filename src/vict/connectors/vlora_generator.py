@@ -4,6 +4,9 @@ low-rank weight deltas that ``vict.methods.vlora`` adds inside the frozen LLM (D
 ``pixels (b, 3, S, S) -> ViT -> vision -> Q-Former with [original ; extra] queries -> queries (b, n_q, d_qformer)
 -> Linear(d_qformer, width) + learned position embedding (n_q, width) -> memory``
 
+(``source: patches``: the vision tower's ``[CLS]`` and patch tokens ``(b, 1 + n_patches, d_vision)`` take the
+Q-Former outputs' place, as the reference reads its CLIP tower's; no Q-Former, no extra queries.)
+
 ``k learnable queries (k, width) -> depth x pre-LN decoder block [x + SelfAttn(LN x); x + CrossAttn(LN x, memory);
 x + MLP(LN x), GELU, 4 x width] -> LayerNorm -> one Linear(width, d_in * r) head per weight type
 -> A[type] (b, k, d_in, r)``
@@ -35,7 +38,7 @@ never normalises to exactly zero everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -56,6 +59,12 @@ MLP_RATIO = 4
 class VLoRAGeneratorSettings:
     """The generator's size (the rank, the adapted blocks and the weight types are the method's settings)."""
 
+    source: Literal["queries", "patches"] = help_field(
+        "what the generator reads: the Q-Former's query outputs (the VPG VICT transfers), or the vision tower's "
+        "[CLS] and patch features (its last layer; the reference reads CLIP's second-to-last) with no Q-Former, "
+        "which then needs model.num_extra_queries: 0",
+        default="queries",
+    )
     width: int = help_field("width of the generator's decoder blocks (the reference: 512)", default=512)
     depth: int = help_field("decoder blocks of the generator (the reference: 8)", default=8)
     heads: int = help_field("attention heads per decoder block (must divide width)", default=8)
@@ -65,6 +74,8 @@ class VLoRAGeneratorSettings:
         for name in ("width", "depth", "heads"):
             if getattr(self, name) < 1:
                 problems.append(f"connector.{name}={getattr(self, name)}: must be >= 1")
+        if self.source not in ("queries", "patches"):
+            problems.append(f"connector.source={self.source!r}: use 'queries' or 'patches'")
         if self.width >= 1 and self.heads >= 1 and self.width % self.heads:
             problems.append(f"connector.heads={self.heads}: must divide connector.width={self.width}")
         raise_problems(problems, "invalid vlora_generator settings")
@@ -122,16 +133,35 @@ class VLoRAGenerator(Connector):
     description = "VLoRA's: no visual tokens; per image, A matrices of low-rank LLM weight deltas from the Q-Former"
     settings_class = VLoRAGeneratorSettings
     levels = QFormerTokens.levels
-    # the same features as the Q-Former connector, so the same cache policy
-    cache_level = QFormerTokens.cache_level
+
+    def input_level(self, vpg: nn.Module) -> str:
+        return "vision" if self.settings.source == "patches" else "queries"
+
+    def cache_level(self, vpg: nn.Module, training: bool) -> str:
+        # reading the Q-Former: the Q-Former connector's policy; reading patches: the tower's output, unless it trains
+        if self.settings.source == "queries":
+            return QFormerTokens.cache_level(self, vpg, training)
+        if training and any(p.requires_grad for p in vpg.vision_model.parameters()):
+            return "pixels"
+        return "vision"
 
     def __init__(self, settings: Any, vpg: nn.Module, d_llm: int, device: Any = None) -> None:
         super().__init__(settings)
         self.d_llm = d_llm
         kw = {"device": device, "dtype": torch.float32}
         width = settings.width
-        self.visual_proj = nn.Linear(vpg.hidden_size, width, **kw)
-        self.pos_embed = nn.Parameter(torch.empty(vpg.num_queries, width, **kw))
+        if settings.source == "patches":
+            if vpg.num_extra_queries:
+                raise ValueError(
+                    f"connector.source=patches does not use the Q-Former, so its {vpg.num_extra_queries} extra queries "
+                    "would never train: set model.num_extra_queries: 0"
+                )
+            vision = vpg.vision_model.config
+            d_in, n_in = vpg.vision_hidden_size, (vision.image_size // vision.patch_size) ** 2 + 1
+        else:
+            d_in, n_in = vpg.hidden_size, vpg.num_queries
+        self.visual_proj = nn.Linear(d_in, width, **kw)
+        self.pos_embed = nn.Parameter(torch.empty(n_in, width, **kw))
         self.blocks = nn.ModuleList(DecoderBlock(width, settings.heads, **kw) for _ in range(settings.depth))
         self.norm = nn.LayerNorm(width, **kw)
         self.shapes: WeightShapes | None = None
@@ -177,15 +207,21 @@ class VLoRAGenerator(Connector):
         has_image = ~text_only_rows(value)
         if features.level == "pixels":
             value = vpg.encode_vision(value)
-        if features.level != "queries":
+        reads = self.input_level(vpg)
+        if reads == "queries" and features.level != "queries":
             value = vpg.query(value)
+        elif reads == "vision" and features.level == "queries":
+            raise ValueError(
+                f"connector.source=patches reads the vision tower's features, not level {features.level!r}"
+            )
         a = self.generate(value)
         tokens = value.new_zeros(value.shape[0], 0, self.d_llm)
         return VisionInput(tokens=tokens, extras={VLORA_A: a, HAS_IMAGE: has_image})
 
-    def generate(self, queries: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{type: (b, k, d_in, r)}`` from the Q-Former outputs ``queries (b, n_q, d_qformer)``."""
-        memory = self.visual_proj(queries.to(self.visual_proj.weight.dtype)) + self.pos_embed
+    def generate(self, visual: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{type: (b, k, d_in, r)}`` from the visual features ``(b, n, d)`` (the Q-Former outputs, or the tower's
+        tokens with ``source: patches``)."""
+        memory = self.visual_proj(visual.to(self.visual_proj.weight.dtype)) + self.pos_embed
         x = self.queries.expand(memory.shape[0], -1, -1)
         for block in self.blocks:
             x = block(x, memory)
@@ -195,8 +231,9 @@ class VLoRAGenerator(Connector):
 
     def describe(self, vpg: nn.Module) -> str:
         s = self.settings
+        read = "Q-Former outputs" if s.source == "queries" else "vision-tower tokens ([CLS] + patches)"
         trunk = (
-            f"{vpg.num_queries} Q-Former outputs -> Linear({self.visual_proj.in_features} -> {s.width}) + positions; "
+            f"{self.pos_embed.shape[0]} {read} -> Linear({self.visual_proj.in_features} -> {s.width}) + positions; "
             f"{s.depth} decoder blocks (width {s.width}, {s.heads} heads)"
         )
         if self.shapes is None:

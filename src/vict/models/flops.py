@@ -16,7 +16,7 @@ embeddings, softmax and activations (O(n·d)) are left out.
 Everything else is counted, not guessed: ``torch.utils.flop_counter.FlopCounterMode`` over a forward on the meta
 device (no weights, no arithmetic; the paper-scale model never exists in memory). ``method_compute`` counts:
 
-- ``vpg``: the frozen VPG up to the connector's last feature level (the vision tower, with LaVIN's adapters where
+- ``vpg``: the frozen VPG up to what the connector's own layers read (``Connector.input_level``) (the vision tower, with LaVIN's adapters where
   ``lavin_cls`` puts them, and the Q-Former where the connector reads it);
 - ``connector``: the connector's own layers (projection, LaVIN's MLP, VLoRA's generator);
 - ``llm``: the LLM's prefill with the method's delta (LoRA's matrices, adapters, VLoRA's deltas);
@@ -75,8 +75,8 @@ def method_compute(model: nn.Module, text_tokens: int) -> dict[str, int]:
     device = next(model.parameters()).device
     size = vpg.image_size
     pixels = torch.zeros(1, 3, size, size, device=device)
-    # the VPG up to the connector's last feature level (the Q-Former outputs; LaVIN's tapped [CLS] tokens)
-    vpg_flops = counted_flops(lambda: connector.features(vpg, pixels, connector.levels[-1]))
+    # the VPG up to what the connector's own layers read (the Q-Former outputs; LaVIN's tapped [CLS] tokens)
+    vpg_flops = counted_flops(lambda: connector.features(vpg, pixels, connector.input_level(vpg)))
     vision = model.encode_images(pixel_values=pixels)
     with_connector = counted_flops(lambda: model.encode_images(pixel_values=pixels))
     n = vision.tokens.shape[1] + text_tokens

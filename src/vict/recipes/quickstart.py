@@ -55,7 +55,7 @@ from vict.settings import help_field
 EPILOG = """examples:
   vict quickstart --preset fast                 # about 2 minutes on 2 CPU cores (CI uses this)
   vict quickstart                               # the default preset: about 9 minutes on 2 idle CPU cores, clearer effects
-  vict quickstart --preset scienceqa            # VICT and LaVIN trained with and evaluated on ScienceQA-mini
+  vict quickstart --preset scienceqa            # VICT, LaVIN and VLoRA trained with and evaluated on ScienceQA-mini
   vict quickstart --out runs/qs --seed 1        # another seed (of the world and the trainings; the zoo is shipped)
   vict quickstart --preset fast --seeds 0,1,2   # three seeds into DIR/seed-<k>/, then mean ± std in DIR/report.md
 
@@ -178,10 +178,10 @@ PRESETS: dict[str, QuickstartPreset] = {
 
 PRESETS["scienceqa"] = dataclasses.replace(
     PRESETS["default"],
-    methods=("lora", "llama_adapter", "mm_adapter", "lavin"),
+    methods=("lora", "llama_adapter", "mm_adapter", "lavin", "vlora"),
     sqa_ratio=0.2,
 )
-"""VICT and LaVIN on ScienceQA-mini: every row trains with 20% ScienceQA problems and is evaluated on them;
+"""VICT, LaVIN and VLoRA on ScienceQA-mini: every row trains with 20% ScienceQA problems and is evaluated on them;
 ``vict-mm_adapter`` is VICT's VPG feeding LaVIN's adapters, ``lavin`` LaVIN itself (its connector, text-only rows)."""
 
 
@@ -665,7 +665,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset",
         default="default",
         choices=sorted(PRESETS),
-        help="fast (~2 min), default (~9 min) or scienceqa (VICT and LaVIN on ScienceQA-mini, ~8 min)",
+        help="fast (~2 min), default (~9 min) or scienceqa (VICT, LaVIN and VLoRA on ScienceQA-mini, ~9 min)",
     )
     seed = parser.add_mutually_exclusive_group()
     seed.add_argument(

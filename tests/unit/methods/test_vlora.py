@@ -209,7 +209,8 @@ def test_save_and_load_give_identical_logits(tmp_path, batch_factory) -> None:
     assert {f"llm.model.layers.{i}.vlora.B.{kind}" for i in range(2) for kind in "qkvom"} <= keys
     assert "connector.heads.q.weight" in keys and "connector.queries" in keys
     again = VisionLLM.from_pretrained(out)
-    assert again.config.connector.to_dict() == {"type": "vlora_generator", "width": 32, "depth": 2, "heads": 4}
+    want = {"type": "vlora_generator", "source": "queries", "width": 32, "depth": 2, "heads": 4}
+    assert again.config.connector.to_dict() == want
     torch.testing.assert_close(_full_logits(again, batch), expected, rtol=0, atol=0)
 
 
@@ -257,3 +258,32 @@ def test_the_inference_layer_gives_text_only_prompts_no_delta() -> None:
     with model.method.delta_disabled(model.llm):
         off = VictEngine(model, max_new_tokens=4).generate(images[1:2], prompts[1:2], max_new_tokens=4)
     assert cached[1] == off[0]  # the text-only prompt answers as the frozen LLM
+
+
+def test_the_generator_can_read_the_vision_towers_patches(batch_factory, tmp_path) -> None:
+    """``source: patches``: the generator reads the tower's [CLS] + patch tokens (no Q-Former): they are what it
+    caches, the loss from them equals the loss from pixels, other images give other A matrices, and extra queries
+    (which would never train) are refused by name."""
+    connector = {"type": "vlora_generator", "source": "patches", "width": 32, "depth": 2, "heads": 4}
+    model = build_tiny("vlora", num_extra_queries=0, seed=0, connector=connector).eval()
+    vision = model.vpg.vision_model.config
+    assert model.connector.pos_embed.shape[0] == (vision.image_size // vision.patch_size) ** 2 + 1
+    assert model.connector.input_level(model.vpg) == "vision"
+    _trained_like(model)
+    batch = batch_factory(model, PROMPTS[:2], TARGETS[:2])
+    with torch.no_grad():
+        features = model.vision_features(batch["pixel_values"], training=True)
+        assert features.level == "vision"
+        a = model(**batch).loss
+        b = model(**{k: v for k, v in batch.items() if k != "pixel_values"}, features=features).loss
+        torch.testing.assert_close(a, b)
+        deltas = model.encode_images(pixel_values=batch["pixel_values"]).extras[VLORA_A]["q"]
+    assert not torch.allclose(deltas[0], deltas[1])
+    model.save_pretrained(tmp_path / "ckpt")
+    again = VisionLLM.from_pretrained(tmp_path / "ckpt")
+    with torch.no_grad():
+        torch.testing.assert_close(again(**batch).logits, model(**batch).logits, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"model\.num_extra_queries: 0"):
+        build_tiny("vlora", num_extra_queries=4, seed=0, connector=connector)
+    with pytest.raises(SettingsError, match="connector.source='tokens'"):
+        VLoRAGeneratorSettings(source="tokens")
