@@ -285,5 +285,5 @@ def test_the_generator_can_read_the_vision_towers_patches(batch_factory, tmp_pat
         torch.testing.assert_close(again(**batch).logits, model(**batch).logits, rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"model\.num_extra_queries: 0"):
         build_tiny("vlora", num_extra_queries=4, seed=0, connector=connector)
-    with pytest.raises(SettingsError, match="connector.source='tokens'"):
+    with pytest.raises(SettingsError, match=r"connector\.source='tokens'"):
         VLoRAGeneratorSettings(source="tokens")
