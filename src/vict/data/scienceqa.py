@@ -58,8 +58,6 @@ INPUT_FORMATS: tuple[str, ...] = ("QCM", "CQM")
 OUTPUT_FORMATS: tuple[str, ...] = ("A", "ALE", "EA", "LEA")
 FORMATS: tuple[str, ...] = tuple(f"{i}-{o}" for i in INPUT_FORMATS for o in OUTPUT_FORMATS)
 """Prompt formats ``<INPUT>-<OUTPUT>`` the builders support."""
-REASONING_FIRST: frozenset[str] = frozenset({"EA", "LEA"})
-"""Output formats that write the letter last (after the solution): they need a longer generation budget."""
 IMAGES_URL = "https://scienceqa.s3.us-west-1.amazonaws.com/images/{split}.zip"
 MAX_LISTED_ERRORS = 10
 _GRADE = re.compile(r"grade(\d+)")

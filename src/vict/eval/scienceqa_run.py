@@ -29,7 +29,6 @@ from PIL import Image
 
 from vict.data.scienceqa import (
     FORMATS,
-    REASONING_FIRST,
     ScienceQAProblem,
     load_scienceqa,
     scienceqa_example,
@@ -49,7 +48,7 @@ MAX_NEW_TOKENS = 16
 """Default budget of the letter-first formats (``A``, ``ALE``): ``The answer is X.`` is 5-8 tokens, and the lecture
 and solution of ``ALE`` after it are not needed to score."""
 REASONING_TOKENS: dict[str, int] = {"EA": 96, "LEA": 320}
-"""Default budget of the formats that write the letter last: the solution (and lecture) must be written first."""
+"""Default budget of the output formats that write the letter last (after the solution, and the lecture)."""
 TEXT_ONLY_ROWS: dict[str, str] = {"vict": "text only (no image slots)", "blip2": "blank image"}
 """What a problem without an image is given, by engine kind (reported as ``text_only_rows``)."""
 PROMPTS: dict[str, str] = {
@@ -122,10 +121,10 @@ def evaluate_scienceqa(
     problems = load_scienceqa(problems_json, pid_splits, split, image_root)[: limit or None]
     if not problems:
         raise ValueError(f"{problems_json}: split {split!r} has no problems")
-    output_format = fmt.split("-")[1]
     budget = max_new_tokens or getattr(engine, "max_new_tokens", None) or MAX_NEW_TOKENS
-    if not max_new_tokens and output_format in REASONING_FIRST:  # the engine's budget fits answers, not solutions
-        budget = max(budget, REASONING_TOKENS[output_format])
+    reasoning = REASONING_TOKENS.get(fmt.split("-")[1])
+    if not max_new_tokens and reasoning:  # the engine's budget fits answers, not solutions
+        budget = max(budget, reasoning)
 
     # 1. One prompt per problem, greedy completions in batches (text-only and image problems together).
     images, prompts = scienceqa_requests(problems, engine.kind, fmt)

@@ -57,12 +57,17 @@ CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cp
 the CUDA kernels and, on the meta device, the math path's matmuls): ``QKᵀ`` and ``AV`` as for the others."""
 
 
-def counted_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of the matrix products and attention kernels ``fn`` runs (``FlopCounterMode``; works on the meta device
-    and, with ``CPU_ATTENTION``, counts CPU attention too)."""
+def counted(fn: Callable[[], Any]) -> tuple[int, Any]:
+    """``(FLOPs, result)`` of ``fn()``: the FLOPs of the matrix products and attention kernels it runs
+    (``FlopCounterMode``; works on the meta device and, with ``CPU_ATTENTION``, counts CPU attention too)."""
     with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION) as counter:
-        fn()
-    return int(counter.get_total_flops())
+        result = fn()
+    return int(counter.get_total_flops()), result
+
+
+def counted_flops(fn: Callable[[], Any]) -> int:
+    """The FLOPs of ``counted``."""
+    return counted(fn)[0]
 
 
 def method_compute(model: nn.Module, text_tokens: int) -> dict[str, int]:
@@ -74,11 +79,11 @@ def method_compute(model: nn.Module, text_tokens: int) -> dict[str, int]:
     vpg, connector = model.vpg, model.connector
     device = next(model.parameters()).device
     size = vpg.image_size
-    pixels = torch.zeros(1, 3, size, size, device=device)
+    # an image (all-zero pixels would be the collator's mark of a text-only row)
+    pixels = torch.ones(1, 3, size, size, device=device)
     # the VPG up to what the connector's own layers read (the Q-Former outputs; LaVIN's tapped [CLS] tokens)
     vpg_flops = counted_flops(lambda: connector.features(vpg, pixels, connector.input_level(vpg)))
-    vision = model.encode_images(pixel_values=pixels)
-    with_connector = counted_flops(lambda: model.encode_images(pixel_values=pixels))
+    with_connector, vision = counted(lambda: model.encode_images(pixel_values=pixels))
     n = vision.tokens.shape[1] + text_tokens
     embeddings = model.base_llm.get_input_embeddings().weight
     embeds = torch.zeros(1, n, embeddings.shape[1], dtype=embeddings.dtype, device=device)
