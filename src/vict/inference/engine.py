@@ -11,6 +11,11 @@ Q-Former connector, the Q-Former outputs) are computed once and shared by every 
 ``FeatureCache``), and each image's own caption is made once and shared by its caption request and every ``self``
 question about it. Both are bounded (``max_images``, least recently used out) and dropped by ``release()``.
 
+Prefix reuse (``reuse_prefix``, on by default; ``vict.inference.prefix``): the key/value cache of the tokens every
+prompt about an image starts with (its visual tokens and the template text around them) is computed once per image
+and continued from by its caption prompt and every question about it, in any context; greedy outputs are those
+without reuse.
+
 Text-only rows: ``generate`` takes ``None`` for an image; that prompt (which must hold no ``<image>`` marker) becomes
 a row with no image slots, batched with the image rows, and gives the text ``model.generate`` gives on
 ``collator.encode_prompts([prompt], images=[None])``. It has no cache entry: with the cache on, its features are those
@@ -32,7 +37,8 @@ from PIL import Image
 from vict.connectors.base import VisionFeatures
 from vict.constants import IMAGE_MARKER
 from vict.data.prompts import STYLES, InstructionBuilder
-from vict.inference.context import CAPTION_KIND, Context
+from vict.inference.context import CAPTION_KIND, CONTEXT_KINDS, Context
+from vict.inference.prefix import PrefixCache, common_prefix, stackable, unpadded
 from vict.models.feature_cache import FeatureCache, image_key
 
 MAX_NEW_TOKENS: dict[str, int] = {"caption": 40, "short": 10, "sentence": 40}
@@ -269,7 +275,9 @@ class VictEngine(Engine):
         max_new_tokens: one budget for captions and answers (default: ``MAX_NEW_TOKENS`` per kind).
         name: shown in progress bars and reports.
         reuse_features: cache each image's features (``False``: recompute for every prompt; same outputs).
-        max_images: bound of the feature cache and the caption memory.
+        max_images: bound of the feature cache, the caption memory and the prefix cache.
+        reuse_prefix: continue every prompt about an image from its prefix's key/value cache, computed once
+            (``False``: prefill every prompt whole; same outputs).
     """
 
     kind = "vict"
@@ -285,8 +293,12 @@ class VictEngine(Engine):
         name: str = "VICT",
         reuse_features: bool = True,
         max_images: int | None = MAX_IMAGES,
+        reuse_prefix: bool = True,
     ) -> None:
         super().__init__(name, batch_size, max_images)
+        self.reuse_prefix = reuse_prefix
+        self.prefixes: PrefixCache | None = None
+        self._max_images = max_images
         self.model = model
         self.builder = builder or InstructionBuilder()
         self.collator = collator or make_collator(model)
@@ -333,6 +345,11 @@ class VictEngine(Engine):
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def release(self) -> None:
+        super().release()
+        if self.prefixes is not None:
+            self.prefixes.clear()
 
     def _encode(self, images: list[Image.Image]) -> torch.Tensor:
         pixel_values = self.model.image_processor(images=images, return_tensors="pt")["pixel_values"]
@@ -381,39 +398,157 @@ class VictEngine(Engine):
                 f"prompts at position(s) {marked[:10]} have no image (None) but hold {IMAGE_MARKER!r}: a text-only "
                 "prompt has no image marker (remove it, or give the image)"
             )
-        model, device = self.model, self.device
         slices = list(chunks(len(prompts), self.batch_size))
         if progress:
             from tqdm.auto import tqdm
 
             slices = tqdm(slices, desc=progress, leave=False, disable=None)
-        level = model.connector.cache_level(model.vpg, training=False)
         out: list[str] = []
         for sl in slices:
-            batch_images = list(images[sl])
-            if self.cache is not None:
-                # The collator needs only which rows are text only: a batch without one is encoded as before, and in
-                # a mixed batch the image rows get a shared stand-in (their features come from the cache).
-                marks = None
-                if any(im is None for im in batch_images):
-                    marks = [None if im is None else _STAND_IN for im in batch_images]
-                batch = self.collator.encode_prompts(list(prompts[sl]), images=marks)
-                pixel_values = None
-                features = VisionFeatures(level, self._cached_features(batch_images, device))
-            else:
-                opened = [None if im is None else open_image(im) for im in batch_images]
-                batch = self.collator.encode_prompts(list(prompts[sl]), images=opened)
-                pixel_values, features = batch["pixel_values"].to(device), None
-            out += model.generate(
-                pixel_values,
-                batch["input_ids"].to(device),
-                batch["attention_mask"].to(device),
-                max_new_tokens=max_new_tokens,
-                num_beams=1,
-                do_sample=False,
-                features=features,
-            )
+            batch_images, batch_prompts = list(images[sl]), list(prompts[sl])
+            marks = [None if im is None else _STAND_IN for im in batch_images] if None in batch_images else None
+            batch = self.collator.encode_prompts(batch_prompts, images=marks)
+            reused = self._reusable_rows(batch_images, batch)
+            texts: list[str] = [""] * len(batch_prompts)
+            if reused:
+                rows = unpadded(batch["input_ids"][reused], batch["attention_mask"][reused])
+                made = self._generate_from_prefix(
+                    [batch_images[i] for i in reused], [batch_prompts[i] for i in reused], rows, max_new_tokens
+                )
+                for i, text in zip(reused, made):
+                    texts[i] = text
+            plain = [i for i in range(len(batch_prompts)) if i not in set(reused)]
+            if plain:
+                made = self._generate_plain(
+                    [batch_images[i] for i in plain],
+                    [batch_prompts[i] for i in plain],
+                    max_new_tokens,
+                    batch if len(plain) == len(batch_prompts) else None,  # the rest are encoded on their own
+                )
+                for i, text in zip(plain, made):
+                    texts[i] = text
+            out += texts
         return out
+
+    def _vision(
+        self, images: Sequence[ImageLike | None], pixel_values: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, VisionFeatures | None]:
+        """``(pixel_values, features)`` of a batch's rows: cached features when the cache is on, else the pixels."""
+        if self.cache is None:
+            return pixel_values, None
+        level = self.model.connector.cache_level(self.model.vpg, training=False)
+        return None, VisionFeatures(level, self._cached_features(images, self.device))
+
+    def _generate_plain(
+        self,
+        images: list[ImageLike | None],
+        prompts: list[str],
+        max_new_tokens: int,
+        batch: dict[str, torch.Tensor] | None = None,
+    ) -> list[str]:
+        """Greedy completions of one batch, every prompt prefilled whole (``batch``: its encoding, when made)."""
+        device = self.device
+        if self.cache is not None:
+            # The collator needs only which rows are text only: a batch without one is encoded as it is, and in a
+            # mixed batch the image rows get a shared stand-in (their features come from the cache).
+            if batch is None:
+                marks = [None if im is None else _STAND_IN for im in images] if None in images else None
+                batch = self.collator.encode_prompts(prompts, images=marks)
+            pixel_values, features = self._vision(images, None)
+        else:
+            opened = [None if im is None else open_image(im) for im in images]
+            batch = self.collator.encode_prompts(prompts, images=opened)
+            pixel_values, features = batch["pixel_values"].to(device), None
+        return self.model.generate(
+            pixel_values,
+            batch["input_ids"].to(device),
+            batch["attention_mask"].to(device),
+            max_new_tokens=max_new_tokens,
+            num_beams=1,
+            do_sample=False,
+            features=features,
+        )
+
+    # ------------------------------------------------------------------------------------------ prefix reuse
+    def _prefix_cache(self) -> PrefixCache:
+        """The prefix cache, made on first use from the engine's own prompts (``vict.inference.prefix``)."""
+        if self.prefixes is None:
+            probes = [self.caption_prompt]
+            fillings = [("what is it?", "a red circle", ("where is it?", "left")), ("how many?", "two", ("q?", "a"))]
+            for kind in CONTEXT_KINDS:
+                for style in ("short", "sentence"):
+                    for question, caption, pair in fillings:
+                        context = {
+                            "none": Context.none(),
+                            "caption": Context.given_caption(caption),
+                            "qa": Context.given_qa(*pair),
+                            "self": Context.own_caption(),
+                        }[kind]
+                        try:
+                            probes.append(self._prompt(question, context, caption, style))
+                        except ValueError:  # templates without that style
+                            continue
+            batch = self.collator.encode_prompts(probes)
+            shared = common_prefix(unpadded(batch["input_ids"], batch["attention_mask"]))
+            self.prefixes = PrefixCache(shared, self._max_images)
+        return self.prefixes
+
+    def _reusable_rows(self, images: Sequence[ImageLike | None], batch: dict[str, torch.Tensor]) -> list[int]:
+        """Positions of the rows that continue from their image's prefix: an image, and ids that start with it."""
+        if not self.reuse_prefix:
+            return []
+        prefixes = self._prefix_cache()
+        if not prefixes.prefix_ids:
+            return []
+        rows = unpadded(batch["input_ids"], batch["attention_mask"])
+        return [i for i, (im, ids) in enumerate(zip(images, rows)) if im is not None and prefixes.matches(ids)]
+
+    def _pixels(self, images: Sequence[ImageLike]) -> torch.Tensor:
+        opened = [open_image(im) for im in images]
+        pixel_values = self.model.image_processor(images=opened, return_tensors="pt")["pixel_values"]
+        return torch.as_tensor(pixel_values, dtype=torch.float32).to(self.device)
+
+    def _generate_from_prefix(
+        self, images: list[ImageLike], prompts: list[str], rows: list[list[int]], max_new_tokens: int
+    ) -> list[str]:
+        """Greedy completions of ``prompts`` (``rows``: their unpadded ids, each starting with the prefix) about
+        ``images``, continuing from each image's prefix cache (prefilled here for the images that have none)."""
+        prefixes = self._prefix_cache()
+        model, device = self.model, self.device
+        keys = [image_key(im) for im in images]
+        todo: dict[Hashable, ImageLike] = {}
+        for key, im in zip(keys, images):
+            if key not in prefixes:
+                todo.setdefault(key, im)
+        if todo:
+            fresh = list(todo.values())
+            ids = torch.tensor([prefixes.prefix_ids] * len(fresh), device=device)
+            pixel_values, features = self._vision(fresh, None if self.cache is not None else self._pixels(fresh))
+            cache = model.prefill(pixel_values, ids, features)
+            if not stackable(cache):  # sliding-window or linear-attention layers: no reuse for this model
+                self.reuse_prefix = False
+                return self._generate_plain(list(images), prompts, max_new_tokens)
+            for j, (key, im) in enumerate(todo.items()):
+                prefixes.put(key, cache, j, im)
+        n = len(prefixes.prefix_ids)
+        width = max(len(r) for r in rows) - n
+        pad = model.pad_token_id
+        # [prefix][pad ...][suffix]: the pads move behind the prefix; positions count attended tokens only
+        ids = torch.tensor([r[:n] + [pad] * (width + n - len(r)) + r[n:] for r in rows], device=device)
+        mask = torch.tensor([[1] * n + [0] * (width + n - len(r)) + [1] * (len(r) - n) for r in rows], device=device)
+        cache = prefixes.assemble(keys, model.base_llm.config)
+        prefixes.trim(keep=len(set(keys)))
+        pixel_values, features = self._vision(images, None if self.cache is not None else self._pixels(images))
+        return model.generate(
+            pixel_values,
+            ids,
+            mask,
+            max_new_tokens=max_new_tokens,
+            num_beams=1,
+            do_sample=False,
+            features=features,
+            cache=cache,
+        )
 
     def _prompt(self, question: str, context: Context, own_caption: str | None, style: str) -> str:
         return context.prompt(self.builder, question, style, own_caption)

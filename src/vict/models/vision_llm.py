@@ -519,6 +519,33 @@ class VisionLLM(nn.Module):
         return out
 
     @torch.no_grad()
+    def prefill(
+        self,
+        pixel_values: torch.Tensor | None,
+        input_ids: torch.Tensor,
+        features: VisionFeatures | None = None,
+    ) -> Any:
+        """The key/value cache (a ``transformers`` ``Cache``) of unpadded prompt prefixes ``input_ids (b, P)``, with
+        their images' slots, as the LLM (with the method's delta, bound to these images) computes it: what
+        ``generate_ids(..., cache=...)`` continues from. Only the decoder body runs (no LM head)."""
+        was_training = self.training
+        self.train(False)
+        try:
+            mask = torch.ones_like(input_ids)
+            inputs, vision = self._llm_inputs(pixel_values, input_ids, mask, None, features)
+            base = self.base_llm
+            with self.method.bind(vision), self._autocast():
+                out = getattr(base, base.base_model_prefix)(
+                    inputs_embeds=inputs.embeds,
+                    attention_mask=inputs.attention_mask,
+                    position_ids=inputs.position_ids,
+                    use_cache=True,
+                )
+        finally:
+            self.train(was_training)
+        return out.cache
+
+    @torch.no_grad()
     def generate(
         self,
         pixel_values: torch.Tensor | None,
