@@ -55,6 +55,39 @@ def test_ask_human_readable_and_qa_context(checkpoint: Path, image: Path, capsys
     assert out.startswith("answer: ") and "caption:" not in out
 
 
+def test_ask_several_questions_in_one_batch_match_asking_alone(checkpoint: Path, image: Path, capsys) -> None:
+    questions = ["what color is the square?", "how many shapes?", "is it red?"]
+    flags = [x for q in questions for x in ("--question", q)]
+    assert main([*_ask(checkpoint, image, *flags), "--self-context", "--json", "--batch-size", "2", *BUDGET]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["question"] for r in rows] == questions and len({r["caption"] for r in rows}) == 1
+    for q, row in zip(questions, rows):
+        assert main([*_ask(checkpoint, image, "--question", q), "--self-context", "--json", *BUDGET]) == 0
+        assert json.loads(capsys.readouterr().out)["answer"] == row["answer"]
+    # one question of several images; and a count that pairs with neither is refused
+    assert (
+        main(
+            [
+                "ask",
+                "--checkpoint",
+                str(checkpoint),
+                "--image",
+                str(image),
+                "--image",
+                str(image),
+                "--question",
+                "is it red?",
+                *BUDGET,
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.count("answer: ") == 2
+    two = ["--image", str(image), "--image", str(image)]
+    assert main(["ask", "--checkpoint", str(checkpoint), *two, *flags]) == 2
+    assert "2 --image and 3 --question" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("image_arg", "question", "message"),
     [
