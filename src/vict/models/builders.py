@@ -9,12 +9,15 @@ and ``VisionLLM.from_pretrained`` rebuilds it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -172,13 +175,18 @@ def _randomize_(model: torch.nn.Module, std: float = 0.1) -> None:
             param[third : 2 * third] = 0.0
 
 
-def write_tiny_llm(out_dir: str | Path, seed: int = 0, tokenizer: Any = None, arch: str = "llama") -> Path:
-    """Save a random tiny causal LM (``arch``: ``"llama"`` or ``"opt"``) and its tokenizer to ``out_dir``."""
+def write_tiny_llm(
+    out_dir: str | Path, seed: int = 0, tokenizer: Any = None, arch: str = "llama", config: Any = None
+) -> Path:
+    """Save a random tiny causal LM (``arch``: ``"llama"`` or ``"opt"``; or a given ``config``) and its tokenizer
+    to ``out_dir``."""
     from transformers import AutoModelForCausalLM
 
     tokenizer = tokenizer if tokenizer is not None else builtin_tokenizer()
     vocab = len(tokenizer)
-    if arch == "llama":
+    if config is not None:
+        pass  # a given config (the benchmarks' larger shapes)
+    elif arch == "llama":
         config = tiny_llama_config(vocab)
     elif arch == "opt":
         config = OPTConfig(
@@ -273,6 +281,114 @@ def tiny_sources(cache_dir: str | Path | None = None, seed: int = 0, llm_arch: s
     _write_once(blip_dir, lambda d: write_tiny_blip2(d, seed=seed, config=blip_cfg))
     _write_once(llm_dir, lambda d: write_tiny_llm(d, seed=seed, arch=llm_arch))
     return blip_dir, llm_dir
+
+
+@dataclass(frozen=True)
+class BenchShapes:
+    """The benchmarks' "larger random" model, big enough that their ratios are not only Python overhead, small
+    enough for a 2-core CPU. ``vit``, ``qformer`` and ``llm`` are ``(layers, width)``; ``queries`` the Q-Former's
+    ``(original, extra)`` queries (the visual tokens); ``image`` ``(pixels, patch)`` (224 x 14: BLIP-2's geometry,
+    256 patches). ViT and Q-Former heads are 32 wide with 4x MLPs (cross-attention in every Q-Former layer); LLaMA's
+    heads are 64 wide, its SwiGLU MLP 8/3 x the width rounded up to a multiple of 32 (1376 for 512); the vocabulary
+    is the built-in tokenizer's."""
+
+    vit: tuple[int, int] = (6, 256)
+    qformer: tuple[int, int] = (4, 256)
+    llm: tuple[int, int] = (6, 512)
+    queries: tuple[int, int] = (32, 32)
+    image: tuple[int, int] = (224, 14)
+
+    @classmethod
+    def parse(cls, text: str) -> BenchShapes:
+        """``"vit=6x256,qformer=4x256,llm=6x512,queries=32+32,image=224x14"`` (any subset; the rest default)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, _, value = item.partition("=")
+            if key not in names:
+                raise ValueError(f"shapes: unknown key {key!r} in {text!r}; keys: {sorted(names)}")
+            a, b = value.replace("+", "x").split("x")
+            values[key] = (int(a), int(b))
+        return cls(**values)
+
+    def __str__(self) -> str:
+        v, q, m, (orig, extra) = self.vit, self.qformer, self.llm, self.queries
+        return (
+            f"ViT {v[0]}x{v[1]} ({self.image[0]} px, patch {self.image[1]}), Q-Former {q[0]}x{q[1]}, "
+            f"LLaMA {m[0]}x{m[1]}, {orig}+{extra} queries"
+        )
+
+    def blip2_config(self) -> Blip2Config:
+        """A fresh config (not attributes set on the tiny one: derived fields such as the Q-Former's encoder width
+        follow the ViT's)."""
+        tiny = tiny_blip2_config().to_dict()
+        (vit_layers, vit_width), (q_layers, q_width) = self.vit, self.qformer
+        vision = {
+            **tiny["vision_config"],
+            "hidden_size": vit_width,
+            "intermediate_size": 4 * vit_width,
+            "num_hidden_layers": vit_layers,
+            "num_attention_heads": max(1, vit_width // 32),
+            "image_size": self.image[0],
+            "patch_size": self.image[1],
+        }
+        qformer = {
+            **tiny["qformer_config"],
+            "hidden_size": q_width,
+            "intermediate_size": 4 * q_width,
+            "num_hidden_layers": q_layers,
+            "num_attention_heads": max(1, q_width // 32),
+        }
+        qformer.pop("encoder_hidden_size", None)
+        return Blip2Config(
+            vision_config=vision,
+            qformer_config=qformer,
+            text_config=tiny["text_config"],
+            num_query_tokens=self.queries[0],
+        )
+
+    def llama_config(self, vocab_size: int) -> LlamaConfig:
+        layers, width = self.llm
+        heads = max(1, width // 64)
+        values = tiny_llama_config(vocab_size).to_dict()
+        # head_dim is derived at construction: build from a dict with it set, or it stays the tiny model's
+        values.update(
+            hidden_size=width,
+            intermediate_size=32 * math.ceil(8 * width / 3 / 32),
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            head_dim=width // heads,
+            max_position_embeddings=512,
+        )
+        return LlamaConfig(**values)
+
+
+def bench_sources(
+    shapes: BenchShapes | None = None, cache_dir: str | Path | None = None, seed: int = 0
+) -> tuple[Path, Path]:
+    """Write (once) and return the random BLIP-2 and LLaMA directories of ``shapes`` (default ``BenchShapes()``)."""
+    shapes = shapes or BenchShapes()
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "bench"
+    blip_cfg = shapes.blip2_config()
+    tokenizer = builtin_tokenizer()
+    llm_cfg = shapes.llama_config(len(tokenizer))
+    blip_dir = root / f"blip2-s{seed}-{_digest(blip_cfg.to_dict())}"
+    llm_dir = root / f"llama-s{seed}-{_digest(llm_cfg.to_dict(), sorted(tokenizer.get_vocab().items()))}"
+    _write_once(blip_dir, lambda d: write_tiny_blip2(d, seed=seed, config=blip_cfg))
+    _write_once(llm_dir, lambda d: write_tiny_llm(d, seed=seed, tokenizer=tokenizer, config=llm_cfg))
+    return blip_dir, llm_dir
+
+
+def build_bench(
+    method: MethodArg = "lora", shapes: BenchShapes | None = None, seed: int = 0, **kwargs: Any
+) -> VisionLLM:
+    """The benchmarks' larger random ``VisionLLM`` (``bench_sources``; ``shapes.queries[1]`` extra queries; the
+    method's own default settings, float32); ``kwargs`` go to ``build_vision_llm``."""
+    shapes = shapes or BenchShapes()
+    blip_dir, llm_dir = bench_sources(shapes, seed=seed)
+    kwargs.setdefault("num_extra_queries", shapes.queries[1])
+    return build_vision_llm(blip_dir, llm_dir, method=method, seed=seed, **kwargs)
 
 
 TINY_METHOD_SETTINGS: dict[str, dict[str, Any]] = {

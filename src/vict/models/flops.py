@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 
 def llm_prefill_flops(config: Any, n_tokens: int) -> int:
@@ -52,9 +52,19 @@ def _cpu_sdpa_flop(query_shape: Any, key_shape: Any, value_shape: Any, *args: An
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop}
-"""The CPU kernel of ``scaled_dot_product_attention``, which ``FlopCounterMode`` does not count by itself (it counts
-the CUDA kernels and, on the meta device, the math path's matmuls): ``QKᵀ`` and ``AV`` as for the others."""
+def _cpu_sdpa_backward_flop(
+    grad_out_shape: Any, query_shape: Any, key_shape: Any, value_shape: Any, *_: Any, **__: Any
+) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+CPU_ATTENTION = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flop,
+}
+"""The CPU kernel of ``scaled_dot_product_attention`` and its backward, which ``FlopCounterMode`` does not count by
+itself (it counts the CUDA kernels and, on the meta device, the math path's matmuls): ``QKᵀ`` and ``AV`` forward;
+``dQ``, ``dK``, ``dV`` and the recomputed scores backward, as for the CUDA kernels."""
 
 
 def counted(fn: Callable[[], Any]) -> tuple[int, Any]:
