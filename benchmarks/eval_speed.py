@@ -10,7 +10,12 @@ short answers and, for VICT, sentence answers; scoring excluded):
 - ``before``: the VPG (vision tower + Q-Former) runs for every prompt, batches of 8;
 - ``batch32``: the same with batches of 32;
 - ``reuse``: batches of 32 and each image's features computed once (the engines' ``FeatureCache``: a VICT model's
-  Q-Former outputs, BLIP-2's projected Q-Former outputs), the default of ``vict eval``.
+  Q-Former outputs, BLIP-2's projected Q-Former outputs);
+- ``prefix``: ``reuse`` and, for VICT, each image's prompt prefix (BOS and its visual tokens) prefilled once and
+  continued from by its caption and every question (``VictEngine(reuse_prefix=True)``), the default of ``vict eval``.
+
+The last line, ``eval_prefix_vs_reuse: X``, is the whole generation's speed with prefix reuse against without
+(``reuse``, the default before prefix reuse): ``vict eval`` must be no slower.
 
 Every variant makes each image's own caption once (the engines' caption memory): the caption task and the ``self``
 setting share it.
@@ -42,7 +47,12 @@ from vict.inference import VictEngine
 from vict.inference.blip2 import Blip2Engine
 from vict.recipes.evaluate import _run_generation
 
-VARIANTS = {"before": (8, False), "batch32": (32, False), "reuse": (32, True)}
+VARIANTS = {
+    "before": (8, False, False),
+    "batch32": (32, False, False),
+    "reuse": (32, True, False),
+    "prefix": (32, True, True),
+}
 
 
 class Timed:
@@ -71,9 +81,11 @@ class Timed:
         return out
 
 
-def _engine(kind: str, model: Any, batch: int, reuse: bool) -> Any:
+def _engine(kind: str, model: Any, batch: int, reuse: bool, prefix: bool) -> Any:
     if kind == "vict":
-        return VictEngine(model.model, model.builder, model.collator, batch, name="vict", reuse_features=reuse)
+        return VictEngine(
+            model.model, model.builder, model.collator, batch, name="vict", reuse_features=reuse, reuse_prefix=prefix
+        )
     return Blip2Engine(model, "blip2", batch_size=batch, reuse_features=reuse)
 
 
@@ -86,8 +98,8 @@ def bench_generation(models: dict[str, Any], data: Any, repeats: int, threads: l
             encoded: dict[str, int] = {}
             reference = None
             for _ in range(repeats):
-                for variant, (batch, reuse) in VARIANTS.items():
-                    engine = Timed(_engine(kind, model, batch, reuse))
+                for variant, (batch, reuse, prefix) in VARIANTS.items():
+                    engine = Timed(_engine(kind, model, batch, reuse, prefix))
                     t = time.perf_counter()
                     out = _run_generation(engine, data, ("caption", "gqa"), SETTINGS, kind == "vict", 256)
                     times[variant]["total"].append(time.perf_counter() - t)
@@ -114,6 +126,9 @@ def bench_generation(models: dict[str, Any], data: Any, repeats: int, threads: l
                 f"\n### generation, {kind}, {n_threads} thread(s), median of {repeats}; identical predictions: {ok}\n"
             )
             print(markdown_table(["stage", *VARIANTS], rows))
+            if kind == "vict":
+                ratio = statistics.median(times["reuse"]["total"]) / statistics.median(times["prefix"]["total"])
+                print(f"\neval_prefix_vs_reuse: {ratio:.3f}")
     return ok
 
 
