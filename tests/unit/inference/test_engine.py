@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from vict.data.prompts import InstructionBuilder
 from vict.inference import PROMPT_KINDS, Context, VictEngine, open_image
@@ -19,16 +18,6 @@ def model():
     from vict.models.builders import build_tiny
 
     return build_tiny("lora", num_extra_queries=4, seed=0)
-
-
-@pytest.fixture(scope="module")
-def images() -> list[Image.Image]:
-    out = []
-    for k, colour in enumerate([(255, 0, 0), (0, 90, 255), (30, 200, 30)]):
-        im = Image.new("RGB", (40, 40), (255, 255, 255))
-        im.paste(Image.new("RGB", (10 + 8 * k, 12), colour), (4 * k, 6 + 5 * k))
-        out.append(im)
-    return out
 
 
 @pytest.fixture(scope="module")

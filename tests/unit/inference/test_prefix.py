@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from PIL import Image
 
 from vict.inference import Context, VictEngine
 from vict.inference.prefix import PrefixCache, common_prefix, unpadded
@@ -18,15 +17,6 @@ CONTEXTS = [
     Context.given_qa("what shape is it?", "a circle"),
     Context.own_caption(),
 ]
-
-
-def shapes() -> list[Image.Image]:
-    out = []
-    for k, colour in enumerate([(255, 0, 0), (0, 90, 255), (30, 200, 30)]):
-        im = Image.new("RGB", (40, 40), (255, 255, 255))
-        im.paste(Image.new("RGB", (10 + 8 * k, 12), colour), (4 * k, 6 + 5 * k))
-        out.append(im)
-    return out
 
 
 def trained_looking(method: str, **kwargs):
@@ -71,19 +61,18 @@ def answers(engine: VictEngine, images, questions, contexts) -> list[tuple[str, 
         ("vlora", {}),
     ],
 )
-def test_reuse_gives_the_outputs_of_whole_prompts_for_every_method(method: str, kwargs: dict) -> None:
+def test_reuse_gives_the_outputs_of_whole_prompts_for_every_method(method: str, kwargs: dict, images) -> None:
     model = trained_looking(method, **kwargs)
-    ims = shapes()
     n = 10  # three images asked in every context, mixed across batches of 4
-    images = [ims[k % 3] for k in range(n)]
+    asked = [images[k % 3] for k in range(n)]
     questions = [QUESTIONS[k % 4] for k in range(n)]
     contexts = [CONTEXTS[k % 4] for k in range(n)]
     captioned = {k % 3 for k in range(n) if contexts[k].kind == "self"}
     whole = VictEngine(model, batch_size=4, max_new_tokens=TOKENS, reuse_prefix=False)
-    expected = answers(whole, images, questions, contexts)
+    expected = answers(whole, asked, questions, contexts)
     for reuse_features in (True, False):
         engine = VictEngine(model, batch_size=4, max_new_tokens=TOKENS, reuse_features=reuse_features)
-        assert answers(engine, images, questions, contexts) == expected, (method, reuse_features)
+        assert answers(engine, asked, questions, contexts) == expected, (method, reuse_features)
         prefixes = engine.prefixes
         assert prefixes is not None and len(prefixes.prefix_ids) >= 1 + model.num_visual_tokens
         # once per image: the self captions and every answer continue from the same three prefixes
@@ -91,18 +80,17 @@ def test_reuse_gives_the_outputs_of_whole_prompts_for_every_method(method: str, 
     assert whole.prefixes is None
 
 
-def test_the_prefix_is_bos_and_the_image_slots_with_these_templates(lora) -> None:
+def test_the_prefix_is_bos_and_the_image_slots_with_these_templates(lora, images) -> None:
     from vict.constants import IMAGE_SLOT_ID
 
     engine = VictEngine(lora, max_new_tokens=TOKENS)
-    engine.caption(shapes()[:1])
+    engine.caption(images[:1])
     ids = engine.prefixes.prefix_ids
     assert ids[1:] == [IMAGE_SLOT_ID] * lora.num_visual_tokens and len(ids) == 1 + lora.num_visual_tokens
 
 
-def test_text_only_rows_and_foreign_prompts_take_the_plain_path(lora) -> None:
-    ims = shapes()
-    images = [ims[0], None, ims[1], None, ims[0]]
+def test_text_only_rows_and_foreign_prompts_take_the_plain_path(lora, images) -> None:
+    asked = [images[0], None, images[1], None, images[0]]
     prompts = [
         "<image> Question: what is it? Short answer:",
         "Question: what is two and two? Short answer:",
@@ -110,25 +98,24 @@ def test_text_only_rows_and_foreign_prompts_take_the_plain_path(lora) -> None:
         "Describe a red circle.",
         "<image> Describe the image briefly.",
     ]
-    whole = VictEngine(lora, batch_size=5, reuse_prefix=False).complete(images, prompts, TOKENS)
+    whole = VictEngine(lora, batch_size=5, reuse_prefix=False).complete(asked, prompts, TOKENS)
     engine = VictEngine(lora, batch_size=5)
-    assert engine.complete(images, prompts, TOKENS) == whole
+    assert engine.complete(asked, prompts, TOKENS) == whole
     assert engine.prefixes.computed == 1 and engine.prefixes.hits == 2
-    one_by_one = [VictEngine(lora, batch_size=1).complete([im], [p], TOKENS)[0] for im, p in zip(images, prompts)]
+    one_by_one = [VictEngine(lora, batch_size=1).complete([im], [p], TOKENS)[0] for im, p in zip(asked, prompts)]
     assert one_by_one == whole
 
 
-def test_bounded_and_released_with_the_same_outputs(lora) -> None:
-    ims = shapes()
-    images = [ims[k % 3] for k in range(9)]
+def test_bounded_and_released_with_the_same_outputs(lora, images) -> None:
+    asked = [images[k % 3] for k in range(9)]
     questions = [QUESTIONS[k % 4] for k in range(9)]
-    expected = answers(VictEngine(lora, reuse_prefix=False, max_new_tokens=TOKENS), images, questions, CONTEXTS[0])
+    expected = answers(VictEngine(lora, reuse_prefix=False, max_new_tokens=TOKENS), asked, questions, CONTEXTS[0])
     small = VictEngine(lora, batch_size=2, max_new_tokens=TOKENS, max_images=1)
-    assert answers(small, images, questions, CONTEXTS[0]) == expected
+    assert answers(small, asked, questions, CONTEXTS[0]) == expected
     assert len(small.prefixes) <= 2  # the batch in use may hold two images beyond the bound of one
     engine = VictEngine(lora, max_new_tokens=TOKENS)
-    engine.answer(images, questions)
+    engine.answer(asked, questions)
     assert len(engine.prefixes) == 3
     engine.release()
     assert len(engine.prefixes) == 0
-    assert answers(engine, images, questions, CONTEXTS[0]) == expected and engine.prefixes.computed == 6
+    assert answers(engine, asked, questions, CONTEXTS[0]) == expected and engine.prefixes.computed == 6
