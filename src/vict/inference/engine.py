@@ -406,6 +406,9 @@ class VictEngine(Engine):
         out: list[str] = []
         for sl in slices:
             batch_images, batch_prompts = list(images[sl]), list(prompts[sl])
+            if not self.reuse_prefix and self.cache is None:  # every row prefilled whole, from its pixels
+                out += self._generate_plain(batch_images, batch_prompts, max_new_tokens)
+                continue
             marks = [None if im is None else _STAND_IN for im in batch_images] if None in batch_images else None
             batch = self.collator.encode_prompts(batch_prompts, images=marks)
             reused = self._reusable_rows(batch_images, batch)

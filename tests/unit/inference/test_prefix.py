@@ -56,6 +56,7 @@ def answers(engine: VictEngine, images, questions, contexts) -> list[tuple[str, 
     ("method", "kwargs"),
     [
         ("lora", {"num_extra_queries": 4}),
+        ("lora", {"num_extra_queries": 4, "llm_arch": "opt"}),  # learned positions, not rotary
         ("llama_adapter", {}),
         ("mm_adapter", {"num_extra_queries": 0, "connector": {"type": "lavin_cls", "every": 1, "hidden": 16}}),
         ("vlora", {}),
