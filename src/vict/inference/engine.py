@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from vict.connectors.base import VisionFeatures
-from vict.constants import IMAGE_MARKER
+from vict.constants import IMAGE_MARKER, IMAGE_SLOT_ID
 from vict.data.prompts import STYLES, InstructionBuilder
 from vict.inference.context import CAPTION_KIND, CONTEXT_KINDS, Context
 from vict.inference.prefix import PrefixCache, common_prefix, stackable, unpadded
@@ -492,7 +492,8 @@ class VictEngine(Engine):
                         except ValueError:  # templates without that style
                             continue
             batch = self.collator.encode_prompts(probes)
-            shared = common_prefix(unpadded(batch["input_ids"], batch["attention_mask"]))
+            rows = unpadded(batch["input_ids"], batch["attention_mask"])
+            shared = common_prefix(rows, IMAGE_SLOT_ID, self.model.num_visual_tokens)
             self.prefixes = PrefixCache(shared, self._max_images)
         return self.prefixes
 

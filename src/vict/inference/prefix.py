@@ -18,8 +18,9 @@ Data flow of one ``VictEngine.generate`` batch with reuse on:
 
 Greedy outputs are those of the plain path (``tests/unit/inference/test_prefix.py``). The shared prefix is found, not
 assumed: the longest common token prefix of the engine's own prompts (the caption prompt and every answer kind and
-style with two different fillings), cut to leave every one of them at least one token of its own, so any template
-layout works (a prefix of no tokens turns reuse off). Entries live in an LRU of ``max_images`` images, dropped with
+style with two different fillings), never ending inside an image's slots, so any template layout works (a prefix of
+no tokens turns reuse off). A prompt needs a token of its own after the prefix to continue from it: one that is the
+prefix and nothing more (a frozen LLM's caption prompt, ``<image>`` alone) takes the plain path. Entries live in an LRU of ``max_images`` images, dropped with
 the feature cache by ``release()``. An entry holds ``layers × 2 × |P| × kv_dim`` values per image (LLaMA-7B, bf16,
 |P| = 33, BOS and 32 visual tokens: 17 MB).
 """
@@ -37,16 +38,20 @@ Entry = list[tuple[torch.Tensor, torch.Tensor]]
 """One image's prefix: per LLM layer ``(keys, values)``, each ``(1, kv_heads, |P|, head_dim)``."""
 
 
-def common_prefix(rows: Sequence[Sequence[int]]) -> list[int]:
-    """The longest common prefix of token id rows, cut so that every row keeps at least one token after it."""
+def common_prefix(rows: Sequence[Sequence[int]], slot_id: int, slots: int) -> list[int]:
+    """The longest common prefix of token id rows, never ending inside a run of ``slots`` image slots ``slot_id``
+    (the prefix is prefilled with its images, so it holds all of an image's slots or none)."""
     if not rows:
         return []
-    n = min(len(r) for r in rows) - 1
+    n = min(len(r) for r in rows)
     first = rows[0]
     k = 0
     while k < n and all(r[k] == first[k] for r in rows):
         k += 1
-    return list(first[:k])
+    prefix = list(first[:k])
+    if 0 < prefix.count(slot_id) < slots:
+        prefix = prefix[: prefix.index(slot_id)]
+    return prefix
 
 
 def unpadded(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[list[int]]:

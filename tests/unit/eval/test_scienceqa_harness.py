@@ -175,9 +175,15 @@ def test_harness_on_the_tiny_model_batches_text_only_with_image_problems(model, 
         return generate(pixel_values, input_ids, *args, **kwargs)
 
     monkeypatch.setattr(model, "generate", spy)
-    engine = VictEngine(model, batch_size=4, max_new_tokens=TOKENS, name="tiny")
+    # Without prefix reuse a batch is one call, text-only rows mixed with image rows in pid order; with it the image
+    # rows of a batch continue from their prefixes in one call and the text-only rows go in another.
+    engine = VictEngine(model, batch_size=4, max_new_tokens=TOKENS, name="tiny", reuse_prefix=False)
     out = evaluate_scienceqa(engine, sqa, out_dir=sqa.parent / "out")
-    assert slot_rows[0] == [True, False, True, False] and slot_rows[1] == [True]  # pid order, mixed batches
+    assert slot_rows == [[True, False, True, False], [True]]
+    slot_rows.clear()
+    reused = evaluate_scienceqa(VictEngine(model, batch_size=4, max_new_tokens=TOKENS), sqa)
+    assert slot_rows == [[True, True], [False, False], [True]]
+    assert reused["predictions"] == out["predictions"]
     records = json.loads((sqa.parent / "out" / "scienceqa_test_predictions.json").read_text())
     assert records == out["predictions"]
     check_consistent(out, records, sqa)

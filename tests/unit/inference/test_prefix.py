@@ -37,10 +37,12 @@ def lora():
     return trained_looking("lora", num_extra_queries=4)
 
 
-def test_common_prefix_leaves_every_row_a_token() -> None:
-    assert common_prefix([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 3, 4, 6]]) == [1, 2, 3]
-    assert common_prefix([[1, 2, 3], [1, 2, 3, 4]]) == [1, 2]  # the shorter one keeps its last token
-    assert common_prefix([[7, 1], [8, 1]]) == [] and common_prefix([]) == []
+def test_common_prefix_holds_all_slots_or_none() -> None:
+    assert common_prefix([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 3, 4, 6]], -200, 2) == [1, 2, 3]
+    assert common_prefix([[1, 2, 3], [1, 2, 3, 4]], -200, 2) == [1, 2, 3]  # the first row is all prefix
+    assert common_prefix([[7, 1], [8, 1]], -200, 2) == [] and common_prefix([], -200, 2) == []
+    assert common_prefix([[1, -200, -200, 5], [1, -200, -200, 6]], -200, 2) == [1, -200, -200]
+    assert common_prefix([[1, -200, 5], [1, -200, -200, 6]], -200, 2) == [1]  # never half an image
     ids = torch.tensor([[0, 0, 5, 6], [3, 4, 5, 6]])
     assert unpadded(ids, torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])) == [[5, 6], [3, 4, 5, 6]]
     cache = PrefixCache([5, 6], max_images=None)
@@ -120,3 +122,19 @@ def test_bounded_and_released_with_the_same_outputs(lora, images) -> None:
     engine.release()
     assert len(engine.prefixes) == 0
     assert answers(engine, asked, questions, CONTEXTS[0]) == expected and engine.prefixes.computed == 6
+
+
+def test_a_prompt_that_is_all_prefix_takes_the_plain_path(lora, images) -> None:
+    # The frozen-LLM templates caption with "<image>" alone: the prefix is BOS and the slots, the captions are made
+    # whole, and every answer continues from the prefix.
+    from vict.data.prompts import MINIATURE_FROZEN_LLM_TEMPLATES_PATH, InstructionBuilder, load_templates
+
+    builder = InstructionBuilder(templates=load_templates(MINIATURE_FROZEN_LLM_TEMPLATES_PATH))
+    asked = [images[k % 3] for k in range(6)]
+    questions = [QUESTIONS[k % 4] for k in range(6)]
+    whole = VictEngine(lora, builder=builder, max_new_tokens=TOKENS, reuse_prefix=False)
+    expected = answers(whole, asked, questions, Context.own_caption())
+    engine = VictEngine(lora, builder=builder, max_new_tokens=TOKENS)
+    assert answers(engine, asked, questions, Context.own_caption()) == expected
+    assert len(engine.prefixes.prefix_ids) == 1 + lora.num_visual_tokens
+    assert engine.prefixes.computed == 3 and engine.prefixes.hits == 6  # the answers only
