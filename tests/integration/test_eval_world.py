@@ -91,6 +91,27 @@ def test_eval_writes_both_reports_with_all_keys(world: Path, checkpoint: Path, t
     assert [res["image_id"] for res in results] == [im["id"] for im in captions["images"][:2]]
     md = (out / "report.md").read_text()
     assert "Table 1" in md and "Table 2" in md and "| none" in md and "Gold caption" in md
+    whole = tmp_path / "whole"  # prefix reuse (the default) changes no prediction
+    assert (
+        main(
+            [
+                *args[:-1],
+                str(whole),
+                "--limit",
+                "2",
+                "--max-new-tokens",
+                "4",
+                "--fast",
+                "--batch-size",
+                "4",
+                "--no-prefix-reuse",
+            ]
+        )
+        == 0
+    )
+    for name in files:
+        if name.startswith("gqa_"):
+            assert (whole / Path(files[name]).relative_to(out)).read_text() == Path(files[name]).read_text(), name
     assert "| distractor |" in md and "structural: query" in md
     assert "wrote" in capsys.readouterr().out
 
