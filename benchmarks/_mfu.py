@@ -1,4 +1,4 @@
-"""Model FLOPs utilisation for ``train_throughput.py``: a matmul peak, counted step FLOPs and a larger random model.
+"""Model FLOPs utilisation for ``train_throughput.py``: a matmul peak, counted step FLOPs, a synthetic batch.
 
 - ``matmul_peak``: the best sustained float32 FLOP/s of ``torch.mm`` on square ``n x n`` matrices
   (``2 n³`` FLOPs each), at the process's torch thread count: per size a warm-up, then timed repeats, the median

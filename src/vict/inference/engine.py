@@ -298,7 +298,6 @@ class VictEngine(Engine):
         super().__init__(name, batch_size, max_images)
         self.reuse_prefix = reuse_prefix
         self.prefixes: PrefixCache | None = None
-        self._max_images = max_images
         self.model = model
         self.builder = builder or InstructionBuilder()
         self.collator = collator or make_collator(model)
@@ -420,7 +419,7 @@ class VictEngine(Engine):
                 )
                 for i, text in zip(reused, made):
                     texts[i] = text
-            plain = [i for i in range(len(batch_prompts)) if i not in set(reused)]
+            plain = sorted(set(range(len(batch_prompts))) - set(reused))
             if plain:
                 made = self._generate_plain(
                     [batch_images[i] for i in plain],
@@ -494,7 +493,7 @@ class VictEngine(Engine):
             batch = self.collator.encode_prompts(probes)
             rows = unpadded(batch["input_ids"], batch["attention_mask"])
             shared = common_prefix(rows, IMAGE_SLOT_ID, self.model.num_visual_tokens)
-            self.prefixes = PrefixCache(shared, self._max_images)
+            self.prefixes = PrefixCache(shared, self.captions.max_images)
         return self.prefixes
 
     def _reusable_rows(self, images: Sequence[ImageLike | None], batch: dict[str, torch.Tensor]) -> list[int]:
@@ -524,10 +523,13 @@ class VictEngine(Engine):
         for key, im in zip(keys, images):
             if key not in prefixes:
                 todo.setdefault(key, im)
+        # without the feature cache every row's pixels are processed once, and the new prefixes take theirs
+        row_pixels = None if self.cache is not None else self._pixels(images)
         if todo:
             fresh = list(todo.values())
             ids = torch.tensor([prefixes.prefix_ids] * len(fresh), device=device)
-            pixel_values, features = self._vision(fresh, None if self.cache is not None else self._pixels(fresh))
+            first = [keys.index(key) for key in todo]
+            pixel_values, features = self._vision(fresh, None if row_pixels is None else row_pixels[first])
             cache = model.prefill(pixel_values, ids, features)
             if not stackable(cache):  # sliding-window or linear-attention layers: no reuse for this model
                 self.reuse_prefix = False
@@ -542,7 +544,7 @@ class VictEngine(Engine):
         mask = torch.tensor([[1] * n + [0] * (width + n - len(r)) + [1] * (len(r) - n) for r in rows], device=device)
         cache = prefixes.assemble(keys, model.base_llm.config)
         prefixes.trim(keep=len(set(keys)))
-        pixel_values, features = self._vision(images, None if self.cache is not None else self._pixels(images))
+        pixel_values, features = self._vision(images, row_pixels)
         return model.generate(
             pixel_values,
             ids,

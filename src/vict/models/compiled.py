@@ -33,9 +33,9 @@ Both act on a fully composed model, in place, and change no parameter name, valu
 
 Measured by ``benchmarks/compile_speed.py`` (ratios and compile times in the README, "Speed"). Compiled and eager
 give identical greedy answers and the same first loss on both models, as do sdpa and eager attention. On CPU
-compiling does not pay (within noise on the larger model, minutes of compilation to amortise) and stays off:
-``DEFAULT_COMPILE_PARTS`` is empty. ``"sdpa"`` helps and is what transformers already loads, so ``DEFAULT_ATTENTION``
-is ``None`` (keep the loaded model's; ``set_attention(model, "eager")`` only to compare).
+compiling does not pay (within noise on the larger model, minutes of compilation to amortise), so nothing in ``vict``
+compiles unless asked. ``"sdpa"`` helps and is what transformers already loads, so nothing changes it
+(``set_attention(model, "eager")`` only to compare).
 On a GPU, measure with ``benchmarks/compile_speed.py --device cuda --dtype bfloat16 [--mode reduce-overhead]``.
 """
 
@@ -53,10 +53,6 @@ PARTS: tuple[str, ...] = ("llm", "vision", "qformer")
 """The parts ``compile_model`` and ``set_attention`` know, in model order (``hot_modules``)."""
 ATTENTION: tuple[str, ...] = ("sdpa", "eager")
 """The attention implementations every part supports (others are passed on to transformers)."""
-DEFAULT_COMPILE_PARTS: tuple[str, ...] = ()
-"""Parts compiled by default: none (see the module docstring and ``benchmarks/compile_speed.py``)."""
-DEFAULT_ATTENTION: str | None = None
-"""Attention set by default: ``None`` keeps the loaded model's (transformers picks ``"sdpa"`` where supported)."""
 
 
 def hot_modules(model: VisionLLM) -> dict[str, nn.Module]:
