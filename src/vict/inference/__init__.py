@@ -7,6 +7,7 @@ BLIP-2; both take the same ``Context`` values. The CLI, the evaluation, the quic
 from __future__ import annotations
 
 from vict.inference.context import CONTEXT_KINDS, PROMPT_KINDS, Context
+from vict.inference.decoding import Completion, Decoding
 from vict.inference.engine import MAX_NEW_TOKENS, Answer, VictEngine, make_collator, open_image
 
 __all__ = [
@@ -14,7 +15,9 @@ __all__ = [
     "MAX_NEW_TOKENS",
     "PROMPT_KINDS",
     "Answer",
+    "Completion",
     "Context",
+    "Decoding",
     "VictEngine",
     "make_collator",
     "open_image",

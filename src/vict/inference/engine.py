@@ -26,18 +26,20 @@ the model the same input.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
+from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from vict.connectors.base import VisionFeatures
 from vict.constants import IMAGE_MARKER, IMAGE_SLOT_ID
 from vict.data.prompts import STYLES, InstructionBuilder
 from vict.inference.context import CAPTION_KIND, CONTEXT_KINDS, Context
+from vict.inference.decoding import Completion, Decoding, RowControl, RowSampler
 from vict.inference.prefix import PrefixCache, common_prefix, stackable, unpadded
 from vict.models.feature_cache import FeatureCache, image_key
 
@@ -222,6 +224,36 @@ class Engine:
                 self.captions.put(keys[i], budget, text, images[i])
         return self.captions.get(keys, budget)
 
+    def prompts(
+        self,
+        images: Sequence[ImageLike],
+        questions: Sequence[str],
+        contexts: Sequence[Context],
+        style: str = "short",
+        caption_max_new_tokens: int | None = None,
+        progress: str | None = None,
+    ) -> tuple[list[str], list[str | None]]:
+        """The answer prompts of ``questions`` in their ``contexts`` and, per question, the model's own caption of its
+        image (made first, for ``self`` contexts; ``None`` for the others): the first half of ``answer``, for callers
+        that decode the prompts themselves (the server: ``VictEngine.complete_rows``)."""
+        check_questions(images, questions, style)
+        if style == "sentence" and not self.supports_sentence:
+            raise ValueError(f"style='sentence': {self.name} answers in the short style only")
+        if len(contexts) != len(questions):
+            raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts: give one per question")
+        own: list[str | None] = [None] * len(questions)
+        need = [i for i, c in enumerate(contexts) if c.kind == "self"]
+        if need:
+            made = self.caption([images[i] for i in need], caption_max_new_tokens, progress)
+            for i, text in zip(need, made):
+                own[i] = text
+        prompts = [self._prompt(q, c, own[i], style) for i, (q, c) in enumerate(zip(questions, contexts))]
+        return prompts, own
+
+    def answer_budget(self, style: str, max_new_tokens: int | None = None) -> int:
+        """The token budget of an answer in ``style`` (``max_new_tokens`` when given)."""
+        return self._budget(style, max_new_tokens)
+
     def answer(
         self,
         images: Sequence[ImageLike],
@@ -238,17 +270,8 @@ class Engine:
         style); ``caption_max_new_tokens``: the budget of ``self`` captions (as ``caption``). Returns one ``Answer``
         per question; in ``self`` mode ``Answer.caption`` is the model's caption.
         """
-        check_questions(images, questions, style)
-        if style == "sentence" and not self.supports_sentence:
-            raise ValueError(f"style='sentence': {self.name} answers in the short style only")
         contexts = as_contexts(context or Context.none(), len(questions))
-        own: list[str | None] = [None] * len(questions)
-        need = [i for i, c in enumerate(contexts) if c.kind == "self"]
-        if need:
-            made = self.caption([images[i] for i in need], caption_max_new_tokens, progress)
-            for i, text in zip(need, made):
-                own[i] = text
-        prompts = [self._prompt(q, c, own[i], style) for i, (q, c) in enumerate(zip(questions, contexts))]
+        prompts, own = self.prompts(images, questions, contexts, style, caption_max_new_tokens, progress)
         texts = self._complete(images, prompts, self._budget(style, max_new_tokens), progress)
         return [
             Answer(
@@ -389,6 +412,59 @@ class VictEngine(Engine):
         """Greedy completions of ``prompts[i]`` for ``images[i]``, in batches; one stripped string per prompt (special
         tokens removed). A prompt with an image holds ``<image>`` once; ``images[i] = None`` makes a text-only row
         (its prompt holds no ``<image>``; see the module docstring), batched with the image rows."""
+        return self._generate(images, prompts, max_new_tokens, progress, None)
+
+    @torch.inference_mode()
+    def complete_rows(
+        self,
+        images: Sequence[ImageLike | None],
+        prompts: Sequence[str],
+        decodings: Sequence[Decoding],
+        on_delta: Callable[[int, str], None] | None = None,
+        cancelled: Callable[[int], bool] | None = None,
+    ) -> list[Completion]:
+        """Completions of ``prompts[i]`` for ``images[i]``, each row decoded by its own ``decodings[i]`` (budget, stop
+        strings, temperature, top-p, seed; ``vict.inference.decoding``) in the same batches, with the same prefix
+        and feature reuse, as ``generate``: a greedy row's text is ``generate``'s for that budget. ``on_delta(row,
+        text)`` streams each row's text as it grows; ``cancelled(row)`` ends a row early (its client left)."""
+        if len(decodings) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(decodings)} decodings: give one per prompt")
+        if not prompts:
+            return []
+        control = RowControl(self.model.tokenizer, decodings, self._eos_ids(), on_delta, cancelled)
+        generators = RowSampler.generators(decodings)
+        sampled = {i for i, g in enumerate(generators) if g is not None}
+
+        def hooks(rows: list[int]) -> dict[str, Any]:
+            out: dict[str, Any] = {"stopping_criteria": StoppingCriteriaList([control.criteria(rows)])}
+            if sampled & set(rows):
+                out["logits_processor"] = LogitsProcessorList([RowSampler(decodings, generators, rows)])
+            return out
+
+        self._generate(images, prompts, max(d.max_new_tokens for d in decodings), None, hooks)
+        control.close()
+        return control.completions(self.prompt_tokens(images, prompts))
+
+    def prompt_tokens(self, images: Sequence[ImageLike | None], prompts: Sequence[str]) -> list[int]:
+        """How many tokens each prompt is to the LLM (its text tokens and its image's slots)."""
+        marks = [None if im is None else _STAND_IN for im in images]
+        mask = self.collator.encode_prompts(list(prompts), images=marks)["attention_mask"]
+        return [int(n) for n in mask.sum(dim=1)]
+
+    def _eos_ids(self) -> list[int]:
+        eos = self.model.tokenizer.eos_token_id
+        return [] if eos is None else list(eos) if isinstance(eos, list | tuple) else [int(eos)]
+
+    def _generate(
+        self,
+        images: Sequence[ImageLike | None],
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        progress: str | None,
+        hooks: Callable[[list[int]], dict[str, Any]] | None,
+    ) -> list[str]:
+        """``generate``; ``hooks(rows)`` gives the extra ``generate`` arguments of a call decoding ``rows`` (positions
+        in ``prompts``)."""
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts: give one image per prompt")
         marked = [i for i, (im, p) in enumerate(zip(images, prompts)) if im is None and IMAGE_MARKER in p]
@@ -405,8 +481,15 @@ class VictEngine(Engine):
         out: list[str] = []
         for sl in slices:
             batch_images, batch_prompts = list(images[sl]), list(prompts[sl])
+            positions = list(range(sl.start, sl.stop))
+
+            def extra(rows: list[int], positions: list[int] = positions) -> dict[str, Any]:
+                return {} if hooks is None else hooks([positions[i] for i in rows])
+
             if not self.reuse_prefix and self.cache is None:  # every row prefilled whole, from its pixels
-                out += self._generate_plain(batch_images, batch_prompts, max_new_tokens)
+                out += self._generate_plain(
+                    batch_images, batch_prompts, max_new_tokens, None, **extra(list(range(len(batch_prompts))))
+                )
                 continue
             marks = [None if im is None else _STAND_IN for im in batch_images] if None in batch_images else None
             batch = self.collator.encode_prompts(batch_prompts, images=marks)
@@ -415,7 +498,11 @@ class VictEngine(Engine):
             if reused:
                 rows = unpadded(batch["input_ids"][reused], batch["attention_mask"][reused])
                 made = self._generate_from_prefix(
-                    [batch_images[i] for i in reused], [batch_prompts[i] for i in reused], rows, max_new_tokens
+                    [batch_images[i] for i in reused],
+                    [batch_prompts[i] for i in reused],
+                    rows,
+                    max_new_tokens,
+                    **extra(reused),
                 )
                 for i, text in zip(reused, made):
                     texts[i] = text
@@ -426,6 +513,7 @@ class VictEngine(Engine):
                     [batch_prompts[i] for i in plain],
                     max_new_tokens,
                     batch if len(plain) == len(batch_prompts) else None,  # the rest are encoded on their own
+                    **extra(plain),
                 )
                 for i, text in zip(plain, made):
                     texts[i] = text
@@ -447,8 +535,10 @@ class VictEngine(Engine):
         prompts: list[str],
         max_new_tokens: int,
         batch: dict[str, torch.Tensor] | None = None,
+        **extra: Any,
     ) -> list[str]:
-        """Greedy completions of one batch, every prompt prefilled whole (``batch``: its encoding, when made)."""
+        """Greedy completions of one batch, every prompt prefilled whole (``batch``: its encoding, when made;
+        ``extra``: more ``generate`` arguments)."""
         device = self.device
         if self.cache is not None:
             # The collator needs only which rows are text only: a batch without one is encoded as it is, and in a
@@ -469,6 +559,7 @@ class VictEngine(Engine):
             num_beams=1,
             do_sample=False,
             features=features,
+            **extra,
         )
 
     # ------------------------------------------------------------------------------------------ prefix reuse
@@ -512,7 +603,7 @@ class VictEngine(Engine):
         return torch.as_tensor(pixel_values, dtype=torch.float32).to(self.device)
 
     def _generate_from_prefix(
-        self, images: list[ImageLike], prompts: list[str], rows: list[list[int]], max_new_tokens: int
+        self, images: list[ImageLike], prompts: list[str], rows: list[list[int]], max_new_tokens: int, **extra: Any
     ) -> list[str]:
         """Greedy completions of ``prompts`` (``rows``: their unpadded ids, each starting with the prefix) about
         ``images``, continuing from each image's prefix cache (prefilled here for the images that have none)."""
@@ -533,7 +624,7 @@ class VictEngine(Engine):
             cache = model.prefill(pixel_values, ids, features)
             if not stackable(cache):  # sliding-window or linear-attention layers: no reuse for this model
                 self.reuse_prefix = False
-                return self._generate_plain(list(images), prompts, max_new_tokens)
+                return self._generate_plain(list(images), prompts, max_new_tokens, None, **extra)
             for j, (key, im) in enumerate(todo.items()):
                 prefixes.put(key, cache, j, im)
         n = len(prefixes.prefix_ids)
@@ -554,6 +645,7 @@ class VictEngine(Engine):
             do_sample=False,
             features=features,
             cache=cache,
+            **extra,
         )
 
     def _prompt(self, question: str, context: Context, own_caption: str | None, style: str) -> str:

@@ -20,9 +20,18 @@ Source = Any
 """Whatever ``load`` turns into an image: a path, or a ``PIL.Image`` already in memory."""
 
 
+CONTENT_KEY = "vict.content_key"
+"""The ``PIL.Image.info`` entry that names an in-memory image by its content (see ``image_key``)."""
+
+
 def image_key(image: Any) -> Hashable:
-    """The cache key of an image: its path (as a string) or, for an in-memory image, the object's identity."""
-    return str(image) if isinstance(image, str | Path) else id(image)
+    """The cache key of an image: its path (as a string) or, for an in-memory image, the object's identity, unless
+    its ``info`` holds a content key (``CONTENT_KEY``, e.g. a digest of the bytes it was decoded from: the server
+    sets one, so that requests about the same image share its cached features, prefix and caption)."""
+    if isinstance(image, str | Path):
+        return str(image)
+    content = getattr(image, "info", {}).get(CONTENT_KEY) if hasattr(image, "info") else None
+    return f"content:{content}" if content else id(image)
 
 
 class FeatureCache:

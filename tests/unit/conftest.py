@@ -1,4 +1,4 @@
-"""Images the inference tests share."""
+"""Images the inference and serving tests share."""
 
 from __future__ import annotations
 
