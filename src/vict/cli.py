@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("vict.eval.cli", "score prediction files with the official caption/GQA/VQAv2/ScienceQA rules"),
     "caption": ("vict.recipes.generate_cli", "caption images with a trained checkpoint"),
     "ask": ("vict.recipes.ask_cli", "ask a trained checkpoint a question, with or without context"),
+    "serve": ("vict.serve.cli", "serve a checkpoint over an OpenAI-compatible HTTP API (/v1/chat/completions)"),
+    "demo": ("vict.serve.demo_cli", "open a web demo (Gradio) of a checkpoint: an image, a question, a context"),
     "analyze": ("vict.eval.analyze_cli", "Q-Former token / LLM vocabulary similarity analysis"),
     "methods": ("vict.methods.cli", "list the registered methods and connectors, with what each trains"),
     "transfer": ("vict.transfer.cli", "VPGTrans: fit the word converter between two LMs' embedding spaces"),

@@ -16,6 +16,8 @@ EXPECTED = [
     "score",
     "caption",
     "ask",
+    "serve",
+    "demo",
     "analyze",
     "methods",
     "transfer",

@@ -447,7 +447,7 @@ class VictEngine(Engine):
 
     def prompt_tokens(self, images: Sequence[ImageLike | None], prompts: Sequence[str]) -> list[int]:
         """How many tokens each prompt is to the LLM (its text tokens and its image's slots)."""
-        marks = [None if im is None else _STAND_IN for im in images]
+        marks = [None if im is None else _STAND_IN for im in images] if None in images else None  # no pixels made
         mask = self.collator.encode_prompts(list(prompts), images=marks)["attention_mask"]
         return [int(n) for n in mask.sum(dim=1)]
 

@@ -31,7 +31,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -70,14 +69,13 @@ class PromptCounter:
         self.collator.max_length = 1 << 30  # count the whole prompt: the engine's collator would truncate it
         self.caption_budget = engine._budget("caption", None)
         self._lock = threading.Lock()
-        self._stand_in = Image.new("RGB", (8, 8))
 
     def count(self, request: ChatRequest) -> int:
         """The answer prompt's length; in ``self`` mode the own caption is counted at its full budget."""
         own = EMPTY_CAPTION if request.context.kind == "self" else None
         prompt = request.context.prompt(self.builder, request.question, request.style, own)
         with self._lock:
-            mask = self.collator.encode_prompts([prompt], images=[self._stand_in])["attention_mask"]
+            mask = self.collator.encode_prompts([prompt])["attention_mask"]  # an image row; no pixels made
         extra = self.caption_budget if request.context.kind == "self" else 0
         return int(mask.sum()) + extra
 
@@ -183,6 +181,7 @@ def create_app(engine: Any, settings: ServeSettings, batcher: Batcher | None = N
             chat_request.decoding,
             lambda event: loop.call_soon_threadsafe(inbox.put_nowait, event),
             style=chat_request.style,
+            deltas=chat_request.stream,
         )
         try:
             batcher.submit(job)

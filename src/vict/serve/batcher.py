@@ -9,7 +9,8 @@ budget, stop strings, sampling and seed; greedy rows give the text they give alo
 job's ``emit`` as they happen, from the worker thread:
 
 - ``("caption", text)``: the model's own caption (``self`` context), before the answer's first token;
-- ``("delta", text)``: the answer's text as it grows (the deltas join to the final text);
+- ``("delta", text)``: the answer's text as it grows (the deltas join to the final text; only to jobs that want
+  them, ``Job.deltas``);
 - ``("done", Completion)``: the answer (``finish_reason`` ``stop``, ``length`` or ``cancelled``);
 - ``("error", exception)``: the batch failed (the worker goes on with the next one).
 
@@ -62,6 +63,8 @@ class Job:
     decoding: Decoding
     emit: Callable[[Event], None]
     style: str = "short"
+    deltas: bool = True
+    """Whether ``emit`` wants the ``delta`` events (a non-streaming reply needs only ``done``)."""
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.monotonic)
 
@@ -196,11 +199,16 @@ class Batcher:
         for job, caption in zip(batch, own):
             if caption is not None:
                 job.emit(("caption", caption))
+
+        def on_delta(row: int, text: str) -> None:
+            if batch[row].deltas:
+                batch[row].emit(("delta", text))
+
         completions = engine.complete_rows(
             images,
             prompts,
             [job.decoding for job in batch],
-            on_delta=lambda row, text: batch[row].emit(("delta", text)),
+            on_delta=on_delta if any(job.deltas for job in batch) else None,
             cancelled=lambda row: batch[row].cancelled.is_set(),
         )
         for job, completion in zip(batch, completions):
