@@ -22,6 +22,7 @@ from PIL import Image
 from vict.cli import main
 from vict.inference import VictEngine
 from vict.serve.app import BackgroundServer, ServeSettings, create_app
+from vict.serve.batcher import Batcher
 
 pytestmark = pytest.mark.integration
 
@@ -349,3 +350,41 @@ def test_the_vict_serve_command_serves_and_refuses_bad_flags(checkpoint, image_r
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert f"model {name!r}" in stderr
+
+
+class GatedBatcher(Batcher):
+    """A batcher whose batches wait for ``gate``: what is queued behind a running batch stays queued."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+
+    def run(self, batch):
+        self.gate.wait(60)
+        return super().run(batch)
+
+
+def test_a_client_that_gives_up_while_queued_frees_its_place(checkpoint, image_root) -> None:
+    engine = VictEngine.from_checkpoint(checkpoint)
+    batcher = GatedBatcher(engine, max_batch_size=1, max_queue=1)
+    body = {"model": MODEL, "messages": messages(data_url(image_root / "scene0.png")), "max_tokens": 4}
+    with BackgroundServer(create_app(engine, ServeSettings(model_name=MODEL), batcher)) as running:
+        post, health = f"{running.url}/v1/chat/completions", f"{running.url}/health"
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(httpx.post, post, json=body, timeout=60)
+            while httpx.get(health).json()["running"] < 1:
+                time.sleep(0.02)
+            with pytest.raises(httpx.ReadTimeout):  # queued behind the first, gives up
+                httpx.post(post, json=body, timeout=httpx.Timeout(60, read=0.5))
+            deadline = time.monotonic() + 10
+            while httpx.get(health).json()["waiting"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            state = httpx.get(health).json()
+            assert state["waiting"] == 0 and state["cancelled"] == 1 and state["running"] == 1
+            second = pool.submit(httpx.post, post, json=body, timeout=60)  # its place is free again: no 429
+            while not httpx.get(health).json()["waiting"] and not second.done():
+                time.sleep(0.02)
+            batcher.gate.set()
+            assert first.result().status_code == 200 and second.result().status_code == 200
+        assert httpx.post(post, json=body, timeout=60).status_code == 200
+        assert httpx.get(health).json()["answered"] == 3

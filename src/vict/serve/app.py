@@ -280,7 +280,7 @@ async def answer(meta: Reply, inbox: asyncio.Queue, job: Job, batcher: Batcher, 
         while True:
             try:
                 kind, value = await asyncio.wait_for(inbox.get(), DISCONNECT_POLL_S)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # on Python 3.10 not the builtin TimeoutError
                 if await request.is_disconnected():
                     batcher.cancel(job)
                     return JSONResponse(error_body("client disconnected", 499), status_code=499)
