@@ -198,7 +198,7 @@ def test_default_preset_learns(tmp_path: Path) -> None:
 
     Measured (seed 0, 2 CPU cores, the AVX2 kernels this tier pins, 546 s in all):
     - the shipped zoo's VPG, attentive probe on the test split: colour 100, shape 99.2, size 100, position 100
-      (chance 15 / 26 / 47 / 50); its BLIP-2's captions CIDEr 276;
+      (chance 15 / 26 / 47 / 50); its BLIP-2's captions CIDEr 2.76 (276 x100);
     - GQA without context: VICT-LoRA 65.5, VICT-LLaMA-Adapter 50.5, VICT-VPGTrans 27.8, VPGTrans + VICT-LoRA
       65.8, source BLIP-2 31.2, question only 35.67, majority answer 10.0; with the dense caption 70.5 / 54.0 /
       61.3 / 70.5 / 56.7; with another image's caption (distractor) 62.7 / 44.0 / 31.7 / 64.3 / 33.8;
@@ -215,8 +215,8 @@ def test_default_preset_learns(tmp_path: Path) -> None:
     # the VPG that VICT transfers sees every attribute of every object (issue target: >= 95 each)
     for score in ("colour", "shape", "size", "position"):
         assert probe[score] >= 95, (score, probe)
-    # its BLIP-2 captions (issue target: CIDEr >= 1.00, 100 in the x100 tables)
-    assert report["captioning"]["blip2-source"]["CIDEr"] >= 100, report["captioning"]
+    # its BLIP-2 captions (issue target: CIDEr >= 1.00 on pycocoevalcap's scale, 100 in the x100 tables)
+    assert report["captioning"]["blip2-source"]["CIDEr"] >= 1.0, report["captioning"]
     for row in ("vict-lora", "vict-llama_adapter", "vict-vpgtrans_lora"):
         # VICT on the new LLM beats the source BLIP-2 without context (the paper's Table 2) ...
         assert gqa[row]["none"] >= gqa["blip2-source"]["none"], gqa

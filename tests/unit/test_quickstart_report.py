@@ -28,7 +28,7 @@ def _eval_report(acc: dict[str, float], by_type: bool = True) -> dict:
                 "binary": {"accuracy": a, "count": 4},
                 "open": {"accuracy": a, "count": 6},
             }
-    return {"caption": {"BLEU-1": 51.234, "CIDEr": 12.0, "METEOR": None}, "gqa": gqa}
+    return {"caption": {"BLEU-1": 0.512345, "CIDEr": 1.27, "METEOR": None}, "gqa": gqa}
 
 
 def test_rows_take_every_setting_and_a_missing_one_is_none() -> None:
@@ -47,11 +47,11 @@ def test_rows_take_every_setting_and_a_missing_one_is_none() -> None:
     assert rep.gqa_type_counts([old]) == {}
     assert rep.gqa_type_counts([old, report])["semantic/attr"] == 6
     assert rep.caption_row(report) == {
-        "BLEU-1": 51.23,
+        "BLEU-1": 0.5123,  # pycocoevalcap's scale, to four decimals
         "BLEU-4": None,
         "METEOR": None,
         "ROUGE-L": None,
-        "CIDEr": 12.0,
+        "CIDEr": 1.27,
         "SPICE": None,
     }
 
@@ -110,6 +110,9 @@ def test_seed_report_and_markdown(tmp_path: Path) -> None:
     assert "| m1    | 40.00      | 45.00        | 30.00      | -10.00" in md
     assert "structural/verify" in md and "detailed/color" not in md  # detailed types: JSON only
     assert "| m2    | 5.000" in md and "seed 0" in md
+    # report.json keeps pycocoevalcap's caption scores (CIDEr 1.27); the markdown table shows them x100
+    assert single["captioning"]["m1"]["CIDEr"] == 1.27 and "## Captioning (test split, x100)" in md
+    assert "| m1    | 51.23  | n/a    | n/a    | n/a     | 127.00 |" in md
 
     other = _single(1, 50.0)  # seed 1's small test split has no `detailed/color` question
     del other["gqa_type_counts"]["detailed/color"]
@@ -126,6 +129,7 @@ def test_seed_report_and_markdown(tmp_path: Path) -> None:
     assert seeds["config"]["preset"] == "custom" and "zoo" not in seeds["config"] and "seed" not in seeds["config"]
     md = rep.markdown(seeds)
     assert "seeds 0, 1" in md and "45.00 ± 7.07" in md and "![similarity](seed-0/similarity.png)" in md
+    assert seeds["captioning"]["m1"]["CIDEr"] == {"mean": 1.27, "std": 0.0} and "127.00 ± 0.00" in md
     rep.plot_gqa(seeds["gqa"], seeds["baselines"], tmp_path / "agg.png")
     rep.plot_gqa(single["gqa"], single["baselines"], tmp_path / "one.png")
     assert (tmp_path / "agg.png").stat().st_size > 1000 and (tmp_path / "one.png").stat().st_size > 1000

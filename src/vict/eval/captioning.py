@@ -10,8 +10,9 @@ Speed without changing a number: both sides are PTB-tokenised in one Java call (
 JVM (about 20 s to load its paraphrase table) is started once per process, early (``prewarm_meteor``), and reused
 by every later call.
 
-Scores are reported x100 (the papers' convention: BLEU-4 43.8, CIDEr 146.1); pycocoevalcap's fractions are these
-divided by 100.
+Scores are pycocoevalcap's own numbers, on its 0-1 scale (CIDEr may exceed 1; the BLIP-2 paper's Table 1 CIDEr
+1.270 is 1.27 here), in every machine-readable output (``report.json``, ``vict score caption --out``). Only the
+markdown tables show them x100 (BLEU-4 43.8, CIDEr 127.0), under a header that says so (``as_x100``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ from typing import Any
 from vict.eval.predictions import ScoreError, index_predictions
 
 CAPTION_METRICS: tuple[str, ...] = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
+
+
+def as_x100(scores: Mapping[str, Any], metrics: Sequence[str] = CAPTION_METRICS) -> dict[str, float | None]:
+    """``scores``' caption metrics x100 (the papers' printed convention), for markdown tables only."""
+    return {m: None if scores.get(m) is None else round(100.0 * float(scores[m]), 2) for m in metrics}
+
+
 """Report keys, in the order pycocoevalcap computes them."""
 
 FAST_CAPTION_METRICS: tuple[str, ...] = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr")
@@ -96,7 +104,8 @@ def score_captions(
             every annotated image needs one, as ``COCOEvalCap`` asserts.
 
     Returns:
-        ``{metric: float | None for metric in CAPTION_METRICS}`` (x100) plus ``"n"`` (images scored) and
+        ``{metric: float | None for metric in CAPTION_METRICS}`` (pycocoevalcap's scale) plus ``"n"`` (images
+        scored) and
         ``"notes"`` (``{metric: reason}`` for every ``None``).
 
     Raises:
@@ -140,7 +149,7 @@ def score_captions(
             bleu, _ = Bleu(4).compute_score(gts, res)
         for n, value in enumerate(bleu, start=1):
             if f"BLEU-{n}" in wanted:
-                out[f"BLEU-{n}"] = 100.0 * float(value)
+                out[f"BLEU-{n}"] = float(value)
     if "METEOR" in wanted:
         out["METEOR"], reason = _meteor(gts, res)
         if reason:
@@ -148,11 +157,11 @@ def score_captions(
     if "ROUGE-L" in wanted:
         from pycocoevalcap.rouge.rouge import Rouge
 
-        out["ROUGE-L"] = 100.0 * float(Rouge().compute_score(gts, res)[0])
+        out["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
     if "CIDEr" in wanted:
         from pycocoevalcap.cider.cider import Cider
 
-        out["CIDEr"] = 100.0 * float(Cider().compute_score(gts, res)[0])
+        out["CIDEr"] = float(Cider().compute_score(gts, res)[0])
     if "SPICE" in wanted:
         out["SPICE"], reason = _spice(gts, res)
         if reason:
@@ -232,7 +241,7 @@ atexit.register(close_meteor)
 def _meteor(gts: dict, res: dict) -> tuple[float | None, str | None]:
     try:
         value = float(_meteor_scorer().compute_score(gts, res)[0])
-        return 100.0 * value, None
+        return value, None
     except Exception as e:  # the jar runs in a subprocess: report, never guess
         close_meteor()  # a broken pipe leaves the scorer unusable: the next call starts a fresh JVM
         return None, f"METEOR failed: {type(e).__name__}: {e} (it needs Java and ~2 GB of heap for meteor-1.5.jar)"
@@ -245,6 +254,6 @@ def _spice(gts: dict, res: dict) -> tuple[float | None, str | None]:
     try:
         from pycocoevalcap.spice.spice import Spice
 
-        return 100.0 * float(Spice().compute_score(gts, res)[0]), None
+        return float(Spice().compute_score(gts, res)[0]), None
     except Exception as e:  # Java >= 9 typically fails here ("Unable to make field ... accessible")
         return None, f"SPICE failed to run: {type(e).__name__}: {e}. SPICE needs Java 8 (found another version?)"

@@ -14,7 +14,7 @@ from typing import Any
 
 from vict.data.policy import DataError
 from vict.data.scienceqa import load_scienceqa
-from vict.eval.captioning import CAPTION_METRICS, FAST_CAPTION_METRICS, score_captions
+from vict.eval.captioning import CAPTION_METRICS, FAST_CAPTION_METRICS, as_x100, score_captions
 from vict.eval.gqa import RULES, SEMANTIC_NAMES, score_gqa
 from vict.eval.predictions import ScoreError, load_json
 from vict.eval.report import markdown_table, notes_lines, write_json
@@ -37,7 +37,8 @@ formats:
   vqav2    predictions [{"question_id", "answer"}], the official annotations and questions files
   scienceqa  predictions {"results": {pid: pred_idx}} or {pid: pred_idx} (0-based int or "A".."E"),
              problems.json + pid_splits.json (images are not needed)
-Caption scores are x100 (BLEU-4 43.8, CIDEr 146.1); accuracies are percentages.
+Caption scores: the printed table is x100 (BLEU-4 43.8, CIDEr 127.0); --out holds pycocoevalcap's own numbers
+(0-1: CIDEr 1.27). Accuracies are percentages.
 """
 
 
@@ -81,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def caption_summary(result: dict[str, Any]) -> str:
     """The printed table of a caption report."""
-    table = markdown_table(["metric", "score"], [[m, result[m]] for m in CAPTION_METRICS])
+    shown = as_x100(result)
+    table = markdown_table(["metric", "score (x100)"], [[m, shown[m]] for m in CAPTION_METRICS])
     notes = notes_lines(result.get("notes", {}))
     return "\n".join([f"captions scored: {result['n']}", table, *notes])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vict.eval.captioning import as_x100
 from vict.eval.gqa import SEMANTIC_NAMES
 from vict.eval.report import caption_table, gqa_table, markdown_table, notes_lines, write_json, write_text
 from vict.eval.scienceqa import CATEGORIES
@@ -66,7 +67,11 @@ def report_markdown(reports: dict[str, dict[str, Any]], title: str = "Evaluation
     settings), sentence answers, and the notes (choices, unavailable metrics, skipped questions)."""
     first = next(iter(reports.values()))
     lines = [f"# {title}", "", f"Data: `{first['data']}`, split `{first['split']}`.", ""]
-    cap_rows = {n: r["caption"] for n, r in reports.items() if r.get("caption")}
+    cap_rows = {
+        n: {**as_x100(r["caption"], REPORT_CAPTION_METRICS), "n": r["caption"]["n"]}
+        for n, r in reports.items()
+        if r.get("caption")
+    }
     if cap_rows:
         lines += ["## Captioning (Table 1; scores x100)", "", caption_table(cap_rows, REPORT_CAPTION_METRICS), ""]
         scored = ", ".join(f"{n}: {r['n']}" for n, r in cap_rows.items())

@@ -41,9 +41,10 @@ def _pct(x: float | None) -> float | None:
 
 # ------------------------------------------------------------------------------------------------- rows
 def caption_row(report: Mapping[str, Any]) -> dict[str, float | None]:
-    """The six caption metrics (x100) of one ``evaluate_model`` report; ``None`` where unavailable."""
+    """The six caption metrics of one ``evaluate_model`` report on pycocoevalcap's scale (0-1; CIDEr may exceed 1),
+    to four decimals; ``None`` where unavailable. The markdown table shows them x100."""
     cap = report.get("caption") or {}
-    return {k: _pct(cap.get(k)) for k in CAPTION_KEYS}
+    return {k: None if cap.get(k) is None else round(float(cap[k]), 4) for k in CAPTION_KEYS}
 
 
 def gqa_row(report: Mapping[str, Any], settings: Sequence[str]) -> dict[str, float | None]:
@@ -200,6 +201,14 @@ def cell(x: Any, digits: int = 2) -> Any:
     return x
 
 
+def x100(x: Any) -> Any:
+    """A caption score (pycocoevalcap's scale; a number, or an aggregated ``{"mean", "std"}``) x100, for the
+    markdown table."""
+    if isinstance(x, Mapping) and "mean" in x:
+        return {"mean": 100.0 * x["mean"], "std": None if x["std"] is None else 100.0 * x["std"]}
+    return None if x is None else 100.0 * float(x)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 2) -> str:
     from vict.eval.report import markdown_table
 
@@ -335,7 +344,10 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
         "## Captioning (test split, x100)",
         "",
-        _table(["model", *CAPTION_KEYS], [[row, *vals.values()] for row, vals in report["captioning"].items()]),
+        _table(
+            ["model", *CAPTION_KEYS],
+            [[row, *(x100(vals.get(k)) for k in CAPTION_KEYS)] for row, vals in report["captioning"].items()],
+        ),
         "",
         "## GQA short-answer accuracy, % (test split)",
         "",

@@ -42,7 +42,7 @@ def _reference_scores(monkeypatch: pytest.MonkeyPatch, pred: Path, ann: Path, wi
 
 def _check_parity(ours: dict, ref: dict, metrics: tuple[str, ...]) -> None:
     for m in metrics:
-        assert ours[m] == pytest.approx(100 * ref[KEYS[m]], rel=1e-9, abs=1e-12), m
+        assert ours[m] == pytest.approx(ref[KEYS[m]], rel=1e-9, abs=1e-14), m  # pycocoevalcap's own scale
 
 
 def test_same_numbers_as_cocoevalcap(monkeypatch: pytest.MonkeyPatch, caption_files: tuple[Path, Path]) -> None:
@@ -50,7 +50,7 @@ def test_same_numbers_as_cocoevalcap(monkeypatch: pytest.MonkeyPatch, caption_fi
     ours = score_captions(json.loads(pred.read_text()), json.loads(ann.read_text()), metrics=FAST_CAPTION_METRICS)
     ref = _reference_scores(monkeypatch, pred, ann, with_meteor=False)
     _check_parity(ours, ref, FAST_CAPTION_METRICS)
-    assert ours["n"] == 4 and 0 < ours["BLEU-1"] <= 100 and ours["CIDEr"] > 0
+    assert ours["n"] == 4 and 0 < ours["BLEU-1"] <= 1 and ours["CIDEr"] > 0
     assert ours["METEOR"] is None and ours["notes"]["METEOR"].startswith("not requested")
     assert set(CAPTION_METRICS) <= set(ours)
 
@@ -69,8 +69,8 @@ def test_perfect_prediction_scores_full_bleu(coco_captions: dict) -> None:
     ann = coco_captions
     preds = [{"image_id": a["image_id"], "caption": a["caption"]} for a in ann["annotations"][::5]]
     out = score_captions(preds, ann, metrics=["BLEU-1", "BLEU-4", "ROUGE-L"])
-    assert out["BLEU-1"] == pytest.approx(100.0, abs=1e-4)
-    assert out["ROUGE-L"] == pytest.approx(100.0, abs=1e-4)
+    assert out["BLEU-1"] == pytest.approx(1.0, abs=1e-6)
+    assert out["ROUGE-L"] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_spice_is_null_with_reason_when_corenlp_missing(

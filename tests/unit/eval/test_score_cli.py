@@ -19,7 +19,9 @@ def test_score_caption_writes_report(caption_files: tuple[Path, Path], tmp_path:
     assert {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE"} <= set(report)
     assert report["METEOR"] is None and report["BLEU-4"] > 0
     printed = capsys.readouterr().out
-    assert "CIDEr" in printed and f"{report['CIDEr']:.2f}" in printed
+    # --out holds pycocoevalcap's own numbers (0-1); the printed table shows them x100
+    assert 0 < report["BLEU-1"] <= 1 and "score (x100)" in printed
+    assert "CIDEr" in printed and f"{100 * report['CIDEr']:.2f}" in printed
 
 
 def test_score_gqa_rules(tmp_path: Path, capsys) -> None:
