@@ -12,8 +12,11 @@ Field help lives in ``metadata={"help": ...}`` and is printed by ``vict validate
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -506,13 +509,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ValueError(f"{key}={value!r} should be a number")
+        number = None
         if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads `1e-4` as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads `1e-4` as a string
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None and not math.isfinite(number):
+            raise ValueError(f"{key}={value!r} is not a finite number; give a finite value, e.g. 1e-4")
+        if number is not None:
+            return number
         raise ValueError(f"{key}={value!r} should be a number, e.g. 1e-4")
     if tp is str:
         if isinstance(value, str):
@@ -756,6 +762,51 @@ def save_config(cfg: VictConfig, path: str | Path) -> None:
     Path(path).write_text(text)
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+"""A Hugging Face hub id (``org/name``), as opposed to a local path."""
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")
+
+
+def is_hub_id(source: str | None) -> bool:
+    """Whether ``source`` names a hub repository rather than a local folder (which it is whenever it exists)."""
+    return bool(source) and not Path(str(source)).expanduser().exists() and bool(HUB_ID.match(str(source)))
+
+
+def remote_sources(cfg: VictConfig) -> list[str]:
+    """Model sources that are hub ids (``--check-paths`` cannot check them offline; they download at train time)."""
+    if cfg.model.builder != "hf":
+        return []
+    names = ["llm_source"] + (["vpg_source"] if cfg.model.vpg_format == "hf" else [])
+    return [f"model.{n}={getattr(cfg.model, n)}" for n in names if is_hub_id(getattr(cfg.model, n))]
+
+
+def _source_problems(key: str, source: str | None, tokenizer: bool) -> list[str]:
+    """What a local model folder lacks (config.json, weights, a tokenizer for an LLM); nothing for a hub id."""
+    if not source or is_hub_id(source):
+        return []
+    root = Path(str(source)).expanduser()
+    if not root.exists():
+        return [f"{key}={source}: no such folder (and not a hub id like org/name); fix the path"]
+    if not root.is_dir():
+        return [f"{key}={source}: a file, not a model folder (config.json + weights)"]
+    missing = []
+    if not (root / "config.json").is_file():
+        missing.append("config.json")
+    if not any((root / f).is_file() for f in WEIGHT_FILES):
+        missing.append(f"weights ({' or '.join(WEIGHT_FILES[::2])})")
+    if tokenizer and not any((root / f).is_file() for f in TOKENIZER_FILES):
+        missing.append(f"a tokenizer ({' or '.join(TOKENIZER_FILES)})")
+    if missing:
+        return [f"{key}={source}: the folder has no {', no '.join(missing)}; point it at a saved model folder"]
+    return []
+
+
 def check_paths(cfg: VictConfig) -> list[str]:
     """Problems with input paths that must exist before training (the world dir, annotation files, sources)."""
     problems = []
@@ -780,8 +831,13 @@ def check_paths(cfg: VictConfig) -> list[str]:
         problems.append(f"data.vg_image_data: {d.vg_image_data} does not exist")
     if d.templates and not Path(d.templates).is_file():
         problems.append(f"data.templates: {d.templates} does not exist")
-    if cfg.model.builder == "hf" and cfg.model.vpg_format == "lavis" and not Path(str(cfg.model.vpg_source)).is_file():
-        problems.append(f"model.vpg_source: LAVIS checkpoint {cfg.model.vpg_source} does not exist")
+    if cfg.model.builder == "hf":
+        if cfg.model.vpg_format == "lavis":
+            if not Path(str(cfg.model.vpg_source)).is_file():
+                problems.append(f"model.vpg_source: LAVIS checkpoint {cfg.model.vpg_source} does not exist")
+        else:
+            problems += _source_problems("model.vpg_source", cfg.model.vpg_source, tokenizer=False)
+        problems += _source_problems("model.llm_source", cfg.model.llm_source, tokenizer=True)
     if cfg.train.init_from and not (Path(cfg.train.init_from) / "vict_trainable.safetensors").is_file():
         problems.append(
             f"train.init_from={cfg.train.init_from}: not a model checkpoint (no vict_trainable.safetensors); "

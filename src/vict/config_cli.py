@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from vict.config import ConfigError, check_paths, config_reference, config_to_dict, load_config
+from vict.config import ConfigError, check_paths, config_reference, config_to_dict, load_config, remote_sources
 
 EPILOG = """examples:
   vict validate configs/world/vict_lora.yaml
@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted overrides key.sub=value, e.g. train.max_steps=50")
     parser.add_argument("--print", action="store_true", help="print the resolved config as YAML")
     parser.add_argument(
-        "--check-paths", action="store_true", help="also check that data paths and the world directory exist"
+        "--check-paths",
+        action="store_true",
+        help="also check that data paths, the world directory and local model sources exist (with their files)",
     )
 
 
@@ -42,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         if problems:
             print(f"error: {ConfigError(problems, args.config)}", file=sys.stderr)
             return 2
+        for source in remote_sources(cfg):
+            print(f"note: {source} is a hub id: not checked here (downloaded when training starts)", file=sys.stderr)
     if args.print:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
     steps = f"{cfg.train.max_steps} steps" if cfg.train.max_steps else f"{cfg.train.epochs} epochs"

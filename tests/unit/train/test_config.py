@@ -330,3 +330,43 @@ def test_model_tiny_is_bound_against_build_tiny_signature():
         load_config(
             None, ["data.world=w", "model.builder=hf", "model.vpg_source=a", "model.llm_source=b", "model.tiny.seed=1"]
         )
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", ".nan"])
+def test_non_finite_numbers_are_refused(value: str):
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "configs/world/vict_lora.yaml", [f"train.lr={value}", f"method.dropout={value}"])
+    message = str(err.value)
+    assert "train.lr=" in message and "method.dropout=" in message and "not a finite number" in message
+
+
+def test_check_paths_checks_local_model_sources_and_flags_hub_ids(tmp_path: Path, capsys):
+    from vict.config import remote_sources
+    from vict.models.builders import tiny_sources
+
+    blip2, llm = tiny_sources(tmp_path / "cache")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    base = ["model.builder=hf", "data.world=" + str(tmp_path)]
+    (tmp_path / "annotations").mkdir()
+
+    def problems(vpg: str, lm: str) -> list[str]:
+        return check_paths(load_config(None, [*base, f"model.vpg_source={vpg}", f"model.llm_source={lm}"]))
+
+    assert problems(str(blip2), str(llm)) == []
+    missing = problems(str(tmp_path / "no_blip2"), str(empty))
+    assert any("model.vpg_source=" in p and "no such folder" in p for p in missing), missing
+    assert any("model.llm_source=" in p and "config.json" in p and "tokenizer" in p for p in missing), missing
+    cfg = load_config(None, [*base, "model.vpg_source=Salesforce/blip2-opt-2.7b", f"model.llm_source={llm}"])
+    assert check_paths(cfg) == [] and remote_sources(cfg) == ["model.vpg_source=Salesforce/blip2-opt-2.7b"]
+
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model:\n  builder: hf\n  vpg_source: {tmp_path / 'no_blip2'}\n  llm_source: lmsys/vicuna-7b\n")
+    assert main(["validate", str(config), f"data.world={tmp_path}", "--check-paths"]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    config.write_text(
+        "model:\n  builder: hf\n  vpg_source: Salesforce/blip2-opt-2.7b\n  llm_source: lmsys/vicuna-7b\n"
+    )
+    assert main(["validate", str(config), f"data.world={tmp_path}", "--check-paths"]) == 0
+    err = capsys.readouterr().err
+    assert "model.llm_source=lmsys/vicuna-7b is a hub id: not checked" in err
