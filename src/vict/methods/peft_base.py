@@ -56,6 +56,23 @@ class PeftMethod(Method):
         # peft writes a boilerplate model card; the checkpoint's config.json is the description.
         (Path(directory) / ADAPTER_DIR / "README.md").unlink(missing_ok=True)
 
+    def _check_adapter_type(self, llm: nn.Module, adapter: Path) -> None:
+        """The saved adapter's peft type must be this model's (a LLaMA-Adapter ``adapter/`` in a LoRA checkpoint is
+        refused by name, not loaded half-way)."""
+        import json
+
+        config = adapter / ADAPTER_CONFIG
+        if not config.is_file():
+            raise FileNotFoundError(f"{config}: missing; a checkpoint of method {self.name!r} holds its delta there")
+        saved = json.loads(config.read_text()).get("peft_type")
+        mine = getattr(next(iter(getattr(llm, "peft_config", {}).values()), None), "peft_type", None)
+        mine = getattr(mine, "value", mine)
+        if saved is not None and mine is not None and str(saved) != str(mine):
+            raise ValueError(
+                f"{config}: an adapter of peft type {saved!r}, but this model's method {self.name!r} uses {mine!r}: "
+                "the checkpoint's adapter/ folder belongs to another method"
+            )
+
     def load(self, llm: nn.Module, directory: Path, strict: bool = True) -> set[str]:
         from peft import set_peft_model_state_dict
 
@@ -67,6 +84,7 @@ class PeftMethod(Method):
                     f"{adapter / ADAPTER_WEIGHTS}: missing; a checkpoint of method {self.name!r} holds its delta there"
                 )
             return set()
+        self._check_adapter_type(llm, adapter)
         state = load_tensors(adapter / ADAPTER_WEIGHTS)
         try:
             result = set_peft_model_state_dict(llm, state)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from vict.checkpoint import atomic_directory, load_tensors, save_tensors
+from vict.checkpoint import atomic_directory, check_checkpoint, load_tensors, save_tensors
 from vict.connectors.base import HAS_IMAGE, Connector, VisionFeatures, VisionInput
 from vict.constants import IGNORE_INDEX, IMAGE_SLOT_ID
 from vict.methods.base import LLMInputs, Method
@@ -571,7 +571,7 @@ class VisionLLM(nn.Module):
         under ``adapter/``, loadable by ``peft.PeftModel.from_pretrained(bare_llm, dir/"adapter")``) and the
         tokenizer files, atomically (temporary sibling folder, then rename)."""
         save_directory = Path(save_directory)
-        with atomic_directory(save_directory) as tmp:
+        with atomic_directory(save_directory, manifest=True) as tmp:
             self.config.save(tmp / CONFIG_FILE)
             own = {n: t for n, t in self.trainable_state_dict().items() if not self.method.saves(n)}
             save_tensors(own, tmp / TRAINABLE_FILE, metadata={"format": "pt", "vict": self.config.vict_version})
@@ -597,6 +597,7 @@ class VisionLLM(nn.Module):
             ``{"loaded": [names], "kept": [trainable names not in the folder]}``.
         """
         directory = Path(directory)
+        check_checkpoint(directory)  # a damaged file is named before anything reads it
         path = directory / TRAINABLE_FILE
         state = load_tensors(path)
         for old, new in (renames or {}).items():
@@ -626,6 +627,13 @@ class VisionLLM(nn.Module):
         for name, value in state.items():
             params[name].copy_(value)
         loaded = set(state) | self.method.load(self.llm, directory, strict=strict)
+        bad = [n for n in sorted(loaded) if n in params and not bool(torch.isfinite(params[n]).all())]
+        if bad:
+            raise ValueError(
+                f"{directory}: non-finite weights (nan or inf) in {bad[:8]}"
+                + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+                + ": the run that wrote them diverged; use an earlier checkpoints/step-* or retrain with a lower lr"
+            )
         return {"loaded": sorted(loaded), "kept": sorted(wanted - loaded)}
 
     @classmethod
@@ -657,6 +665,7 @@ class VisionLLM(nn.Module):
         from transformers import AutoTokenizer
 
         checkpoint_dir = Path(checkpoint_dir)
+        check_checkpoint(checkpoint_dir)
         config = VisionLLMConfig.load(checkpoint_dir / CONFIG_FILE)
         if frozen_dtype is not None:
             config.frozen_dtype = frozen_dtype

@@ -3,13 +3,21 @@
 ``<output_dir>/checkpoints/step-<8 digits>/`` holds a resumable checkpoint: the model's trainable parts (the
 files of ``VisionLLM.save_pretrained``), ``config.yaml`` (the resolved run config) and ``training_state/``.
 ``<output_dir>/final/`` holds the model and ``config.yaml`` only, and loads with ``VisionLLM.from_pretrained``.
+Both carry ``MANIFEST.json`` (``vict.checkpoint``); ``latest_checkpoint`` skips a step whose files no longer match
+it (a truncated optimizer file, a deleted adapter), with a warning naming what is damaged, and returns the newest
+intact one.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
+
+from vict.checkpoint import verify_manifest
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_DIR = "final"
@@ -37,9 +45,15 @@ def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest resumable checkpoint of a run, or ``None``."""
-    found = list_checkpoints(output_dir)
-    return found[-1][1] if found else None
+    """The newest intact resumable checkpoint of a run, or ``None`` (damaged newer ones skipped with a warning)."""
+    for _, path in reversed(list_checkpoints(output_dir)):
+        problems = verify_manifest(path)
+        if not problems:
+            return path
+        logger.warning(
+            "checkpoint %s is damaged (%s); falling back to the previous one", path, "; ".join(problems[:4])
+        )
+    return None
 
 
 def rotate_checkpoints(output_dir: str | Path, keep_last: int) -> list[Path]:
