@@ -33,6 +33,13 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits:
     return "\n".join(lines)
 
 
+def umask_mode(mode: int) -> int:
+    """``mode`` less the process's umask (what ``open`` / ``mkdir`` would give)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def write_json(path: str | Path, payload: Any) -> Path:
     """Write ``payload`` as indented JSON atomically (temporary file in the same folder, then rename)."""
     return write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
@@ -46,6 +53,7 @@ def write_text(path: str | Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, umask_mode(0o666))  # mkstemp makes 0600; a report is as readable as any file the user writes
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

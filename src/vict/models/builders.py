@@ -122,6 +122,9 @@ def _write_once(path: Path, writer: Callable[[Path], None]) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; the cache is as shared as the user's umask says
     try:
         writer(tmp)
         (tmp / ".complete").write_text("ok\n")

@@ -147,3 +147,14 @@ def test_saved_folders_follow_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+
+
+def test_reports_follow_the_umask(tmp_path: Path) -> None:
+    from vict.eval.report import write_json
+
+    old = os.umask(0o027)
+    try:
+        write_json(tmp_path / "report.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o640
