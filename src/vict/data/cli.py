@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import sys
@@ -15,10 +16,17 @@ EPILOG = """examples:
   vict data world --out world --images 1000 --seed 0          # 64 px images, 80/10/10 splits, a few seconds
   vict data world --out world --images 200 --size 96 --overwrite
   vict data stats world                                        # counts per split, caption/question join
+  vict data stats world --verify-images                        # also decode every image (truncated, bombs, ...)
+  vict data stats world --verify-images --skip-bad             # count bad records/images instead of failing
   vict data stats --captions captions_train2014.json --questions train_balanced_questions.json \\
       --vg-image-data image_data.json                          # real COCO + GQA joined through VG
   vict data show world --n 3                                   # 3 built instructions of each type
   vict data show world --n 2 --split val --style sentence
+
+Every annotation record is type-checked as it is loaded (COCO: integer ids, non-empty string captions of listed
+images; GQA: non-empty string question and answer, string imageId). Without --skip-bad, `stats` lists every bad
+record (and, with --verify-images, every image that is missing, truncated, unreadable or over the pixel limit:
+$VICT_MAX_IMAGE_PIXELS, default 89,478,485) and exits 2; with --skip-bad it counts them and reports the rest.
 """
 
 
@@ -40,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--vg-image-data", type=Path, help="VG image_data.json (GQA image id -> COCO id)")
     s.add_argument("--images-dir", type=Path, help="images folder (for image paths)")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
+    s.add_argument(
+        "--verify-images",
+        action="store_true",
+        help="open and fully decode every referenced image; report missing, truncated, unreadable and too-large ones",
+    )
 
     sh = sub.add_parser("show", help="print a few built VICT instructions of each type")
     sh.add_argument("dir", type=Path, help="a world folder")
@@ -93,18 +106,44 @@ def _stats_rows(records: list) -> dict:
     }
 
 
+def _verify(records: list, report) -> dict:
+    """Decode every image of ``records``; each bad one is added to ``report``. Returns the split's image counts."""
+    from vict.data.images import check_images
+
+    bad = check_images([(f"image {r.image_id}", r.image_path) for r in records])
+    for error in bad:
+        report.add(error)
+    return {"verified": len(records) - len(bad), "bad": len(bad), **Counter(e.reason for e in bad)}
+
+
 def _run_stats(args: argparse.Namespace) -> int:
+    data_logger = logging.getLogger("vict.data")
+    level = data_logger.level
+    data_logger.setLevel(logging.ERROR)  # the loaders' skip warnings: stats prints its own complete list
+    try:
+        return _stats(args)
+    finally:
+        data_logger.setLevel(level)
+
+
+def _stats(args: argparse.Namespace) -> int:
     from vict.data.dataset import load_dataset
-    from vict.data.policy import BadInputPolicy
+    from vict.data.policy import MAX_LISTED, BadInputPolicy, SkipReport
     from vict.data.world import SPLITS, world_files
 
-    policy = BadInputPolicy("skip" if args.skip_bad else "fail")
+    # Every bad input is gathered (skip mode underneath), then reported: counted with --skip-bad, else listed
+    # together with exit 2, so that one run shows everything to fix.
+    policy = BadInputPolicy("skip", report=SkipReport(max_examples=MAX_LISTED))
     result: dict[str, dict] = {}
     if args.captions or args.questions:
+        if args.verify_images and args.images_dir is None:
+            raise ValueError("--verify-images needs --images-dir (the folder the annotation files' images are in)")
         loaded = load_dataset(
             args.captions or None, args.questions or None, args.images_dir, args.vg_image_data, policy=policy
         )
         result["files"] = _stats_rows(loaded.records) | {"join": loaded.join.to_json()}
+        if args.verify_images:
+            result["files"]["image_check"] = _verify(loaded.records, policy.report)
     elif args.dir is not None:
         for split in SPLITS:
             files = world_files(args.dir, split)
@@ -117,11 +156,21 @@ def _run_stats(args: argparse.Namespace) -> int:
                 policy=policy,
             )
             result[split] = _stats_rows(loaded.records) | {"join": loaded.join.to_json()}
+            if args.verify_images:
+                result[split]["image_check"] = _verify(loaded.records, policy.report)
         if not result:
             print(f"error: no annotations/captions_<split>.json or <split>_balanced_questions.json under {args.dir}")
             return 2
     else:
         print("error: give a folder (vict data stats world) or --captions/--questions files")
+        return 2
+    if policy.report and not args.skip_bad:
+        print(f"error: {policy.report.summary(verb='found')}", file=sys.stderr)
+        print(
+            "fix or remove those records/images, or pass --skip-bad to skip and count them (training: "
+            "data.bad_input=skip; evaluation: vict eval --skip-bad)",
+            file=sys.stderr,
+        )
         return 2
     if args.json:
         print(json.dumps(result | {"skipped": policy.report.to_json()}, indent=2))
@@ -139,6 +188,10 @@ def _run_stats(args: argparse.Namespace) -> int:
         )
         if r["structural"]:
             print("  question types: " + ", ".join(f"{k} {v}" for k, v in r["structural"].items()))
+        if "image_check" in r:
+            c = r["image_check"]
+            reasons = ", ".join(f"{k}={v}" for k, v in sorted(c.items()) if k not in ("verified", "bad"))
+            print(f"  images decoded: {c['verified']} ok, {c['bad']} bad" + (f" ({reasons})" if reasons else ""))
     if policy.report:
         print(policy.report.summary())
     return 0

@@ -10,27 +10,45 @@ import re
 from pathlib import Path
 from typing import Any
 
+from vict.data.fields import Where, is_int, json_type, shown
 from vict.data.jsonio import load_json
-from vict.data.policy import BadInputPolicy, MissingFieldError, resolve_policy
+from vict.data.policy import (
+    BadInputPolicy,
+    DataError,
+    EmptyFieldError,
+    FileShapeError,
+    MissingFieldError,
+    SkippedImageError,
+    UnknownImageError,
+    WrongTypeError,
+    resolve_policy,
+)
 from vict.data.records import ImageRecord
 
 KARPATHY_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",)}
 """Karpathy split name -> the ``split`` values it includes (restval is part of the usual 113k train)."""
 
 
-def detect_caption_format(data: Any) -> str:
-    """``"official"`` (COCO, incl. LAVIS ``*_gt.json``), ``"karpathy"`` or ``"lavis"``; ValueError otherwise."""
+def detect_caption_format(data: Any, path: str | Path = "captions file") -> str:
+    """``"official"`` (COCO, incl. LAVIS ``*_gt.json``), ``"karpathy"`` or ``"lavis"``; ``FileShapeError`` otherwise."""
     if isinstance(data, dict) and "annotations" in data:
         return "official"
     if isinstance(data, dict) and isinstance(data.get("images"), list):
         return "karpathy"
-    if isinstance(data, list):
+    if isinstance(data, list) and (not data or any(isinstance(item, dict) for item in data)):
         return "lavis"
-    keys = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
-    raise ValueError(
-        f"unrecognised caption file (top level: {keys}); expected COCO captions_*.json "
-        "({'images', 'annotations'}), Karpathy dataset_coco.json ({'images': [...sentences...]}) or a LAVIS "
-        "coco_karpathy_*.json list"
+    if isinstance(data, dict):
+        found = f"an object with keys {sorted(data)[:8]}"
+    elif isinstance(data, list):
+        found = f"an array of {', '.join(sorted({json_type(item) for item in data}))}, not of objects"
+    else:
+        found = shown(data)
+    raise FileShapeError(
+        f"{path}: unrecognised caption file: the top level is {found}; expected COCO captions_*.json (an object "
+        "{'images': [{'id', 'file_name'}], 'annotations': [{'image_id', 'caption'}]}), Karpathy dataset_coco.json "
+        "({'images': [{'cocoid', 'sentences': [{'raw'}]}]}) or a LAVIS coco_karpathy_*.json array of "
+        "{'image', 'caption'} objects; check that this is the captions file",
+        file=str(path),
     )
 
 
@@ -52,22 +70,90 @@ def _record(records: dict[str, ImageRecord], image_id: str, path: Path | None) -
     return rec
 
 
+def _top_list(data: dict, key: str, path: Path, expected: str) -> list:
+    value = data.get(key)
+    if not isinstance(value, list):
+        found = "missing" if key not in data else f"{shown(value)}, not an array"
+        raise FileShapeError(
+            f"{path}: '{key}' is {found}; a COCO captions file holds '{key}': [{expected}, ...]", file=str(path)
+        )
+    return value
+
+
+def check_coco_captions(
+    data: Any, path: str | Path, *, policy: BadInputPolicy | str | None = None, need_file_name: bool = False
+) -> dict[str, list[dict]]:
+    """The valid records of an official-format captions file: ``{"images": [...], "annotations": [...]}``.
+
+    Each kept record is the file's own object (extra keys such as the world's ``"dense"`` flag kept; captions not
+    stripped). Checked: ``images`` is an array of objects with an integer ``id`` and, when present (required with
+    ``need_file_name``), a non-empty string ``file_name``; ``annotations`` is an array of objects with an integer
+    ``image_id`` naming a listed image and a non-empty string ``caption``. A bad record goes through ``policy``
+    (fail: raised; skip: counted and left out); the captions of an image whose own entry was skipped are left out
+    with it (counted as ``image_skipped``). A file of the wrong shape raises ``FileShapeError`` under both modes.
+    """
+    path = Path(path)
+    policy = resolve_policy(policy)
+    if not isinstance(data, dict):
+        detect_caption_format(data, path)  # raises, describing what the file is
+    images = _top_list(data, "images", path, "{'id': int, 'file_name': str}")
+    annotations = _top_list(data, "annotations", path, "{'image_id': int, 'caption': str}")
+    kept_images: list[dict] = []
+    known: set[int] = set()
+    skipped: set[str] = set()
+    for i, raw in enumerate(images):
+        where = Where(path, f"images[{i}]")
+        try:
+            img = where.object(raw, "{'id': int, 'file_name': str}")
+            if is_int(img.get("id")):
+                where = Where(path, f"images[{i}] (id {img['id']})")
+            image_id = where.integer(img, "id", "the COCO image id that annotations[].image_id refers to")
+            where.text(img, "file_name", "the image file, relative to the images folder", optional=not need_file_name)
+        except DataError as e:
+            if isinstance(raw, dict) and isinstance(raw.get("id"), int | str):
+                skipped.add(str(raw["id"]))  # its captions go with it (a string "2" is still image 2)
+            policy.handle(e)
+            continue
+        known.add(image_id)
+        kept_images.append(img)
+    kept_annotations: list[dict] = []
+    for i, raw in enumerate(annotations):
+        where = Where(path, f"annotations[{i}]")
+        try:
+            ann = where.object(raw, "{'image_id': int, 'caption': str}")
+            label = ", ".join(f"{k} {ann[k]}" for k in ("id", "image_id") if is_int(ann.get(k)))
+            where = Where(path, f"annotations[{i}]" + (f" ({label})" if label else ""))
+            image_id = where.integer(ann, "image_id", "the id of an entry of 'images'")
+            if image_id not in known:
+                if str(image_id) in skipped:
+                    raise SkippedImageError(
+                        f"{path}: {where.record}: its image {image_id} was skipped (a bad entry in 'images'), so its "
+                        "caption is skipped with it",
+                        file=str(path),
+                        record=where.record,
+                        field="image_id",
+                    )
+                raise where.error(
+                    UnknownImageError,
+                    "image_id",
+                    f"is {image_id}, which no entry of 'images' has",
+                    "the id of an entry of 'images' (add the image there, or correct the id)",
+                )
+            where.text(ann, "caption", "the caption text")
+        except DataError as e:
+            policy.handle(e)
+            continue
+        kept_annotations.append(ann)
+    return {"images": kept_images, "annotations": kept_annotations}
+
+
 def _load_official(data: dict, path: Path, images_dir: Path | None, policy: BadInputPolicy) -> dict[str, ImageRecord]:
+    checked = check_coco_captions(data, path, policy=policy, need_file_name=images_dir is not None)
     records: dict[str, ImageRecord] = {}
-    for i, img in enumerate(data.get("images", [])):
-        if "id" not in img:
-            policy.handle(MissingFieldError(f"{path}: images[{i}] has no 'id'; every COCO image needs one"))
-            continue
-        name = img.get("file_name")
-        _record(records, str(img["id"]), images_dir / name if images_dir and name else None)
-    for i, ann in enumerate(data["annotations"]):
-        missing = [k for k in ("image_id", "caption") if k not in ann]
-        if missing:
-            policy.handle(
-                MissingFieldError(f"{path}: annotations[{i}] (id {ann.get('id')}) has no {missing}; fix or drop it")
-            )
-            continue
-        _record(records, str(ann["image_id"]), None).captions.append(str(ann["caption"]).strip())
+    for img in checked["images"]:
+        _record(records, str(img["id"]), images_dir / img["file_name"] if images_dir else None)
+    for ann in checked["annotations"]:
+        records[str(ann["image_id"])].captions.append(ann["caption"].strip())
     return records
 
 
@@ -76,34 +162,76 @@ def _load_karpathy(
 ) -> dict[str, ImageRecord]:
     wanted = KARPATHY_SPLITS[split] if split else None
     records: dict[str, ImageRecord] = {}
-    for i, img in enumerate(data["images"]):
-        if wanted is not None and img.get("split") not in wanted:
+    expected = "{'cocoid': int, 'filename': str, 'split': str, 'sentences': [{'raw': str}]}"
+    for i, raw in enumerate(data["images"]):
+        where = Where(path, f"images[{i}]")
+        try:
+            img = where.object(raw, expected)
+            if is_int(img.get("cocoid")):
+                where = Where(path, f"images[{i}] (cocoid {img['cocoid']})")
+            if wanted is not None and where.text(img, "split", "train, val, test or restval") not in wanted:
+                continue
+            cocoid = where.integer(img, "cocoid", "the COCO image id")
+            name = where.text(img, "filename", "the image file name", optional=images_dir is None)
+            folder = where.text(img, "filepath", "the folder under the images root, e.g. val2014", optional=True)
+            sentences = img.get("sentences")
+            if not isinstance(sentences, list):
+                problem = "is missing" if "sentences" not in img else f"is {shown(sentences)}"
+                raise where.error(
+                    MissingFieldError if "sentences" not in img else WrongTypeError,
+                    "sentences",
+                    problem,
+                    "an array of {'raw': str} objects (the captions)",
+                )
+        except DataError as e:
+            policy.handle(e)
             continue
-        if "cocoid" not in img or "sentences" not in img:
-            policy.handle(MissingFieldError(f"{path}: images[{i}] has no 'cocoid' or 'sentences'"))
-            continue
-        file = None
-        if images_dir is not None and "filename" in img:
-            file = images_dir / img.get("filepath", "") / img["filename"]
-        rec = _record(records, str(img["cocoid"]), file)
-        rec.captions.extend(str(s["raw"]).strip() for s in img["sentences"] if "raw" in s)
+        file = images_dir / (folder or "") / name if images_dir is not None and name else None
+        rec = _record(records, str(cocoid), file)
+        for j, sentence in enumerate(sentences):
+            at = Where(path, f"images[{i}] (cocoid {cocoid}) sentences[{j}]")
+            try:
+                rec.captions.append(at.text(at.object(sentence, "{'raw': str}"), "raw", "the caption text").strip())
+            except DataError as e:
+                policy.handle(e)
     return records
 
 
 def _load_lavis(data: list, path: Path, images_dir: Path | None, policy: BadInputPolicy) -> dict[str, ImageRecord]:
     records: dict[str, ImageRecord] = {}
-    for i, ann in enumerate(data):
-        if "image" not in ann or "caption" not in ann:
-            policy.handle(MissingFieldError(f"{path}: item [{i}] has no 'image' or 'caption'"))
+    for i, raw in enumerate(data):
+        where = Where(path, f"item [{i}]")
+        try:
+            ann = where.object(raw, "{'image': str, 'caption': str or [str]}")
+            image = where.text(ann, "image", "the image file, e.g. val2014/COCO_val2014_000000391895.jpg")
+            where = Where(path, f"item [{i}] (image {image!r})")
+            raw_id = ann.get("image_id")
+            if isinstance(raw_id, str) and re.fullmatch(r"coco_\d+", raw_id):
+                image_id = str(int(raw_id[5:]))
+            elif is_int(raw_id):
+                image_id = str(raw_id)
+            else:
+                try:
+                    image_id = coco_id_from_filename(image)
+                except ValueError:
+                    raise where.error(
+                        WrongTypeError,
+                        "image_id",
+                        f"is {shown(raw_id) if 'image_id' in ann else 'missing'} and the file name has no id",
+                        "'coco_<digits>' or an integer, or a file name ending in _<digits>.jpg",
+                    ) from None
+            value = ann.get("caption")
+            if isinstance(value, list):
+                captions = [where.text({"caption": c}, "caption", "the caption text") for c in value]
+                if not captions:
+                    raise where.error(EmptyFieldError, "caption", "is an empty array", "one or more captions")
+            else:
+                captions = [where.text(ann, "caption", "the caption text, or an array of them")]
+        except DataError as e:
+            policy.handle(e)
             continue
-        raw_id = ann.get("image_id")
-        if isinstance(raw_id, str) and raw_id.startswith("coco_"):
-            image_id = str(int(raw_id[5:]))
-        else:
-            image_id = coco_id_from_filename(ann["image"])
-        rec = _record(records, image_id, images_dir / ann["image"] if images_dir else None)
-        captions = ann["caption"] if isinstance(ann["caption"], list) else [ann["caption"]]
-        rec.captions.extend(str(c).strip() for c in captions)
+        rec = _record(records, image_id, images_dir / image if images_dir else None)
+        rec.captions.extend(c.strip() for c in captions)
     return records
 
 
@@ -122,12 +250,13 @@ def load_coco_captions(
             ``file_name``; Karpathy: the folder holding ``train2014/`` and ``val2014/``; LAVIS: ``coco/images``).
             ``None`` leaves ``image_path`` unset.
         split: Karpathy only: ``"train"`` (train + restval), ``"val"`` or ``"test"``; ``None`` = all images.
-        policy: what to do with records missing a field (default: fail fast).
+        policy: what to do with a bad record (default: fail fast; see ``check_coco_captions`` for what is
+            checked in each format). A file of the wrong shape raises ``FileShapeError`` under both modes.
     """
     path = Path(path)
     policy = resolve_policy(policy)
     data = load_json(path)
-    fmt = detect_caption_format(data)
+    fmt = detect_caption_format(data, path)
     images = Path(images_dir) if images_dir is not None else None
     if split is not None and fmt != "karpathy":
         raise ValueError(f"{path}: split={split!r} only applies to Karpathy dataset_coco.json; this file is {fmt}")

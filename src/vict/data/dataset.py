@@ -143,7 +143,11 @@ def load_dataset(
         keep: which records to return: ``any`` (default), ``both`` (captions and questions), ``captions``,
             ``questions``.
         balanced_only, require_answer: passed to ``load_gqa_questions``.
-        policy: bad-input policy (default fail fast); its ``report`` is returned as ``skips``.
+        policy: bad-input policy (default fail fast); its ``report`` is returned as ``skips`` and logged at the
+            end. Every record is type-checked by its loader (``check_coco_captions``, ``check_gqa_question``,
+            ``load_vg_coco_ids``): fail raises the first bad record naming file, record and field; skip leaves it
+            out and counts it. A file of the wrong shape raises under both. Images are not opened here (the
+            collator checks them as it loads them; ``vict.data.images.check_images`` decodes them all up front).
     """
     if not captions and not questions:
         raise ValueError("nothing to load: give caption files, question files, or both")

@@ -208,8 +208,13 @@ class InstructionBuilder:
     # ------------------------------------------------------------------ training: examples from records
 
     def qas_for(self, record: ImageRecord, style: str) -> list[QA]:
-        """QAs of ``record`` that have an answer in ``style``."""
-        return [qa for qa in record.qas if _answer(qa, style) is not None]
+        """QAs of ``record`` that have a question and an answer in ``style`` (records built in Python are not checked
+        like loaded ones: a QA with an empty question is never used)."""
+        return [
+            qa
+            for qa in record.qas
+            if _answer(qa, style) is not None and isinstance(qa.question, str) and qa.question.strip()
+        ]
 
     def can_build(self, record: ImageRecord, kind: str, style: str | None = None) -> bool:
         """Whether ``record`` has the inputs for ``kind`` (in ``style``, or in any style if ``None``)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vict.data.jsonio import load_json
-from vict.data.policy import DataError
+from vict.data.policy import BadInputPolicy, DataError, resolve_policy
 
 OPTIONS: tuple[str, ...] = ("A", "B", "C", "D", "E")
 """Option letters; a problem has at most five choices."""
@@ -130,6 +130,8 @@ def _problem_issues(pid: str, rec: Any) -> list[str]:
     for key in ("question", "hint", "topic", "category", "lecture", "solution"):
         if not isinstance(rec[key], str):
             issues.append(f'problem {pid!r}: {key} must be a string ("" when empty); got {rec[key]!r}')
+    if isinstance(rec["question"], str) and not rec["question"].strip():
+        issues.append(f"problem {pid!r}: question is empty; every problem needs its question text")
     if not isinstance(rec["subject"], str) or rec["subject"] not in SUBJECTS:
         issues.append(f"problem {pid!r}: subject {rec['subject']!r} is not one of {list(SUBJECTS)}")
     grade = _GRADE.fullmatch(rec["grade"]) if isinstance(rec["grade"], str) else None
@@ -156,6 +158,7 @@ def load_scienceqa(
     split: str = "test",
     image_root: str | Path | None = None,
     check_images: bool = True,
+    policy: BadInputPolicy | str | None = None,
 ) -> list[ScienceQAProblem]:
     """Load the problems of ``split``, in the order ``pid_splits.json`` lists them.
 
@@ -167,6 +170,9 @@ def load_scienceqa(
             ``problems_path``.
         check_images: require every named image to exist on disk. Scoring needs only whether a problem has an
             image, so ``vict score scienceqa`` passes ``False``.
+        policy: ``None`` / ``"fail"``: raise once, listing every invalid problem; ``"skip"`` (or a skip
+            ``BadInputPolicy``): leave invalid problems out, each counted in the policy's report (``invalid_problem``,
+            or ``missing_image`` for a missing image file). Missing or malformed files raise under both.
 
     Raises:
         DataError: a file is missing or malformed; ``split`` is not a key of ``pid_splits.json``; or problems of the
@@ -194,13 +200,23 @@ def load_scienceqa(
     if not isinstance(pids, list):
         raise DataError(f"{pid_splits_path}: split {split!r} must be a list of pids; got {type(pids).__name__}")
 
+    policy = resolve_policy(policy)
     issues: list[str] = []
     out: list[ScienceQAProblem] = []
     allowed = MEMBER_SPLITS.get(split)
+
+    def bad(found: list[str], reason: str = "invalid_problem") -> None:
+        if policy.mode == "fail":
+            issues.extend(found)
+            return
+        error = DataError(f"{problems_path}: " + "; ".join(found), file=str(problems_path), record=f"problem {pid!r}")
+        error.reason = reason
+        policy.handle(error)
+
     for raw_pid in pids:
         pid = str(raw_pid)
         if pid not in problems:
-            issues.append(f"problem {pid!r} is listed in {pid_splits_path} split {split!r} but not in the file")
+            bad([f"problem {pid!r} is listed in {pid_splits_path} split {split!r} but not in the file"])
             continue
         rec = problems[pid]
         found = _problem_issues(pid, rec)
@@ -210,14 +226,17 @@ def load_scienceqa(
                 "the two files come from different releases"
             )
         if found:
-            issues += found
+            bad(found)
             continue
         image = image_root / rec["split"] / pid / rec["image"] if rec["image"] is not None else None
         if check_images and image is not None and not image.is_file():
-            issues.append(
-                f"problem {pid!r} names image {rec['image']!r} but {image} does not exist; download "
-                f"{IMAGES_URL.format(split=rec['split'])} and unzip it under {image_root}, or pass "
-                "check_images=False to load without images"
+            bad(
+                [
+                    f"problem {pid!r} names image {rec['image']!r} but {image} does not exist; download "
+                    f"{IMAGES_URL.format(split=rec['split'])} and unzip it under {image_root}, or pass "
+                    "check_images=False to load without images"
+                ],
+                "missing_image",
             )
             continue
         known = {*REQUIRED_KEYS, "skill", "task"}

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vict.data.policy import BadImageError, BadInputPolicy, SkippedImageError, SkipReport, UnknownImageError
 from vict.eval.predictions import ScoreError
 
 TASKS: tuple[str, ...] = ("caption", "gqa")
@@ -116,6 +117,8 @@ class EvalSplit:
     gqa: dict[str, dict[str, Any]] | None
     notes: list[str] = field(default_factory=list)
     data: str = ""
+    skipped: SkipReport | None = None
+    """Bad records and images left out under a skip policy (``vict eval --skip-bad``); ``None`` under fail."""
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -274,17 +277,55 @@ def _find_image(images_dir: Path, image_id: str, file_name: str | None) -> Path 
     return next((p for p in candidates if p.is_file()), None)
 
 
+def _usable_images(
+    candidates: list[tuple[str, Path | None]], policy: BadInputPolicy, verify: bool
+) -> tuple[set[str], set[str]]:
+    """``(usable keys, skipped keys)`` of ``(key, path)`` candidates: every file decoded when ``verify`` (fail: one
+    error listing every bad image; skip: each counted)."""
+    from vict.data.images import check_images
+
+    errors = check_images([(f"image {key}", path) for key, path in candidates]) if verify else []
+    policy.handle_all(errors, "images cannot be evaluated")
+    bad = {e.record.removeprefix("image ") for e in errors if e.record}
+    return {key for key, _ in candidates} - bad, bad
+
+
+def _skip_note(policy: BadInputPolicy) -> list[str]:
+    if policy.mode != "skip":
+        return []
+    r = policy.report
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(r.counts.items())) or "none"
+    return [f"Bad inputs skipped (--skip-bad): {r.total} ({counts}); the first of each are in report.json."]
+
+
 def load_eval_split(
-    data_dir: str | Path, split: str = "test", tasks: Sequence[str] = TASKS, limit: int | None = None
+    data_dir: str | Path,
+    split: str = "test",
+    tasks: Sequence[str] = TASKS,
+    limit: int | None = None,
+    *,
+    policy: BadInputPolicy | str | None = None,
+    verify_images: bool = True,
 ) -> EvalSplit:
     """Read a split in the world layout, keep the first ``limit`` images (file order) and their questions.
 
+    Every record is checked as the data loaders check it (``vict.data.coco.check_coco_captions``,
+    ``vict.data.gqa.check_gqa_question``: integer ids, non-empty string captions, questions and answers) and, with
+    ``verify_images``, every image is decoded before any model runs. ``policy``: fail (default) raises on the first
+    bad record (bad images: one error listing all); skip leaves bad records, bad images and the questions of
+    skipped images out, counted in ``EvalSplit.skipped`` and a note.
+
     Raises:
         FileNotFoundError: a missing annotations file or image, naming it and how to create the data.
-        ScoreError: malformed files.
+        DataError: a bad record or image (fail mode), a file of the wrong shape (both modes).
+        ScoreError: malformed files; questions about images the captions file does not list (fail mode).
     """
+    from vict.data.coco import check_coco_captions
+    from vict.data.gqa import check_gqa_question
+    from vict.data.policy import DataError, FileShapeError, resolve_policy
     from vict.data.world.layout import ANNOTATIONS_DIR, SCENES_FILE, world_files
 
+    policy = resolve_policy(policy)
     data_dir = Path(data_dir)
     files = world_files(data_dir, split, check_split=False)
     cap_path, gqa_path = files["captions"], files["questions"]
@@ -296,20 +337,35 @@ def load_eval_split(
             f"(create one with: vict data world --out {data_dir} --images 200), or pass real files with "
             "--captions/--questions/--images"
         )
-    coco = _read_json(cap_path, "captions file")
-    if not isinstance(coco, dict) or "images" not in coco or "annotations" not in coco:
-        raise ScoreError(f"{cap_path}: not a COCO captions file (needs 'images' and 'annotations')")
+    raw_coco = _read_json(cap_path, "captions file")
+    coco = check_coco_captions(raw_coco, cap_path, policy=policy)
     gold, dense = gold_captions(coco), dense_captions(coco)
     scenes_path = data_dir / ANNOTATIONS_DIR / SCENES_FILE
     objects = scene_objects(_read_json(scenes_path, "scenes file")) if scenes_path.is_file() else {}
-    images: list[EvalImage] = []
+    candidates: list[tuple[dict, Path | None]] = []
     for img in coco["images"][: limit or None]:
         key = str(img["id"])
         path = _find_image(files["images_dir"], key, img.get("file_name"))
         if path is None:
-            raise FileNotFoundError(
-                f"image {key} of {cap_path}: no file {files['images_dir'] / img.get('file_name', key)}"
+            error = BadImageError(
+                f"image {key} of {cap_path}: no file {files['images_dir'] / img.get('file_name', key)}",
+                reason="missing_image",
+                file=str(cap_path),
+                record=f"image {key}",
             )
+            if policy.mode == "fail":
+                raise FileNotFoundError(str(error))
+            policy.handle(error)
+        candidates.append((img, path))
+    usable, bad = _usable_images(
+        [(str(img["id"]), path) for img, path in candidates if path is not None], policy, verify_images
+    )
+    bad |= {str(img["id"]) for img, path in candidates if path is None}
+    images: list[EvalImage] = []
+    for img, path in candidates:
+        key = str(img["id"])
+        if key not in usable:
+            continue
         images.append(
             EvalImage(
                 image_id=img["id"],
@@ -331,25 +387,55 @@ def load_eval_split(
     if "gqa" in tasks:
         raw = _read_json(gqa_path, "questions file")
         if not isinstance(raw, dict):
-            raise ScoreError(f"{gqa_path}: not a GQA questions file (a dict questionId -> question)")
-        gqa = {}
-        for qid, q in raw.items():
-            if str(q.get("imageId")) not in kept or not q.get("isBalanced", True):
-                continue
-            if "answer" not in q or "question" not in q:
-                raise ScoreError(f"{gqa_path}: question {qid} lacks 'question' or 'answer'")
-            gqa[qid] = q
-            questions.append(
-                EvalQuestion(qid, index[str(q["imageId"])], q["question"], q["answer"], q.get("fullAnswer"))
+            raise FileShapeError(
+                f"{gqa_path}: not a GQA questions file: the top level is not an object; expected an object keyed "
+                "by question id, {qid: {'question', 'imageId', 'answer', ...}}",
+                file=str(gqa_path),
             )
-        all_ids = {str(img["id"]) for img in coco["images"]}
-        unmatched = {str(q.get("imageId")) for q in raw.values()} - all_ids
-        if unmatched:
+        listed = {str(img.get("id")) for img in raw_coco["images"] if isinstance(img, dict)}
+        bad |= listed - {str(img["id"]) for img in coco["images"]}  # entries the check skipped
+        gqa = {}
+        unmatched: set[str] = set()
+        for qid, q in raw.items():
+            if isinstance(q, dict) and q.get("isBalanced") is False:
+                continue
+            try:
+                image_id, qa = check_gqa_question(gqa_path, qid, q, require_answer=True)
+                if image_id not in listed:
+                    unmatched.add(image_id)
+                    raise UnknownImageError(
+                        f"{gqa_path}: question {qid!r}: imageId {image_id!r} is not an image of {cap_path}",
+                        file=str(gqa_path),
+                        record=f"question {qid!r}",
+                        field="imageId",
+                    )
+                if image_id in bad:
+                    raise SkippedImageError(
+                        f"{gqa_path}: question {qid!r}: its image {image_id} was skipped, so it is not asked",
+                        file=str(gqa_path),
+                        record=f"question {qid!r}",
+                        field="imageId",
+                    )
+            except UnknownImageError as e:
+                if policy.mode == "skip":
+                    policy.handle(e)
+                continue
+            except DataError as e:
+                policy.handle(e)
+                continue
+            if image_id not in kept or not qa.is_balanced:
+                continue
+            gqa[qid] = q
+            questions.append(EvalQuestion(qid, index[image_id], qa.question, qa.answer, qa.full_answer))
+        if unmatched and policy.mode == "fail":
             raise ScoreError(
                 f"{gqa_path}: {len(unmatched)} imageIds have no image in {cap_path} (e.g. {sorted(unmatched)[:5]}); "
                 "the harness needs captions and questions on the same images"
             )
-    return EvalSplit(split, images, questions, captions, gqa, data=str(data_dir))
+    skipped = policy.report if policy.mode == "skip" else None
+    return EvalSplit(
+        split, images, questions, captions, gqa, notes=_skip_note(policy), data=str(data_dir), skipped=skipped
+    )
 
 
 def _as_list(paths: str | Path | Sequence[str | Path] | None) -> list[Path]:
@@ -376,6 +462,8 @@ def load_eval_files(
     tasks: Sequence[str] = TASKS,
     limit: int | None = None,
     name: str = "test",
+    policy: BadInputPolicy | str | None = None,
+    verify_images: bool = True,
 ) -> EvalSplit:
     """Real data (COCO captions, GQA questions) through ``vict.data.dataset.load_dataset``.
 
@@ -389,6 +477,10 @@ def load_eval_files(
         karpathy_split: ``train``/``val``/``test`` of a Karpathy ``dataset_coco.json``.
         limit: keep the first ``limit`` images (caption-file order, then question-only images) and their questions.
         name: the split's name in the report and the prediction file names.
+        policy: bad records (the loaders' checks) and bad images: fail (default; missing images are listed in one
+            ``FileNotFoundError``, undecodable ones in one ``DataError``) or skip (left out, with the questions of
+            skipped images, counted in ``EvalSplit.skipped`` and a note).
+        verify_images: decode every evaluated image before any model runs.
 
     Returns:
         An ``EvalSplit``. Images come from the caption task (images with captions) and the GQA task (images with
@@ -396,8 +488,13 @@ def load_eval_files(
 
     Raises:
         ValueError: a task without its file, an image without a path (no images folder), a missing image file.
+        DataError: a bad record or image (fail mode), a file of the wrong shape (both modes).
     """
+    from vict.data.coco import check_coco_captions
     from vict.data.dataset import load_dataset
+    from vict.data.policy import resolve_policy
+
+    policy = resolve_policy(policy)
 
     cap_files, q_files = _as_list(captions), _as_list(questions)
     problems = []
@@ -420,6 +517,7 @@ def load_eval_files(
         question_images_dir=question_images_dir,
         karpathy_split=karpathy_split,
         balanced_only=True,
+        policy=policy,
     )
     # The world's files flag their exhaustive caption "dense"; the loaders drop flags, so read them back from
     # official-format files (COCO's own captions carry none: there the gold caption is simply the first).
@@ -428,6 +526,7 @@ def load_eval_files(
     for path in cap_files:
         raw = _read_json(path, "captions file")
         if isinstance(raw, dict) and "annotations" in raw:
+            raw = check_coco_captions(raw, path, policy="skip")  # bad records: already raised or counted above
             for key, cap in gold_captions(raw).items():
                 dense_aware.setdefault(key, cap.strip())
             for key, cap in dense_captions(raw).items():
@@ -440,10 +539,32 @@ def load_eval_files(
     images: list[EvalImage] = []
     eval_questions: list[EvalQuestion] = []
     coco_images, coco_anns, gqa = [], [], {}
-    missing = []
+    missing = [
+        f"image {rec.image_id}: {rec.image_path or 'no path (give --images)'}"
+        for rec in records
+        if rec.image_path is None or not Path(rec.image_path).is_file()
+    ]
+    if missing and policy.mode == "fail":
+        raise FileNotFoundError(
+            f"{len(missing)} images not found (e.g. {'; '.join(missing[:3])}); check --images / --question-images "
+            "(the folders the annotation files' image names are relative to), or pass --skip-bad to skip them"
+        )
+    present = [(r.image_id, Path(r.image_path)) for r in records if r.image_path and Path(r.image_path).is_file()]
+    for line in missing:
+        policy.handle(
+            BadImageError(f"{line}: image file not found; check --images / --question-images", "missing_image")
+        )
+    usable, _ = _usable_images(present, policy, verify_images)
     for rec in records:
-        if rec.image_path is None or not Path(rec.image_path).is_file():
-            missing.append(f"image {rec.image_id}: {rec.image_path or 'no path (give --images)'}")
+        if rec.image_id not in usable:
+            for qa in rec.qas if "gqa" in tasks else []:
+                if qa.answer is not None:
+                    policy.handle(
+                        SkippedImageError(
+                            f"question {qa.question_id!r}: its image {rec.image_id} was skipped, so it is not asked",
+                            record=f"question {qa.question_id!r}",
+                        )
+                    )
             continue
         index = len(images)
         gold = dense_aware.get(rec.image_id, rec.captions[0] if rec.captions else None)
@@ -473,14 +594,9 @@ def load_eval_files(
                     "types": {k: v for k, v in types.items() if v is not None},
                 }
                 eval_questions.append(EvalQuestion(qa.question_id, index, qa.question, qa.answer, qa.full_answer))
-    if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} images not found (e.g. {'; '.join(missing[:3])}); check --images / --question-images "
-            "(the folders the annotation files' image names are relative to)"
-        )
     if not images:
         raise ValueError("no image to evaluate: the files hold no captioned image / answered balanced question")
-    notes = [f"Join of captions and questions: {loaded.join.summary()}."]
+    notes = [f"Join of captions and questions: {loaded.join.summary()}.", *_skip_note(policy)]
     data = "; ".join(
         f"{k}={', '.join(str(p) for p in v)}" for k, v in [("captions", cap_files), ("questions", q_files)] if v
     )
@@ -492,6 +608,7 @@ def load_eval_files(
         gqa=gqa if "gqa" in tasks else None,
         notes=notes,
         data=data,
+        skipped=policy.report if policy.mode == "skip" else None,
     )
 
 

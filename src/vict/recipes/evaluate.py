@@ -255,6 +255,7 @@ def evaluate_model(
     scienceqa_format: str = "QCM-A",
     scienceqa_failed: str = "random",
     vqav2: VQAv2Split | None = None,
+    bad_input: str = "fail",
 ) -> dict[str, Any]:
     """Run, write predictions, score. Returns the report of one model (also what ``report.json`` holds).
 
@@ -290,6 +291,9 @@ def evaluate_model(
             (``vict.eval.scienceqa_run.evaluate_scienceqa``).
         vqav2: the ``vqav2`` task's questions (``vict.eval.splits.load_vqav2``); default: the world's VQAv2 files of
             ``split`` under ``data_dir`` (``load_world_vqav2``).
+        bad_input: ``"fail"`` (default) or ``"skip"``: bad caption/question records and unreadable images of a
+            ``data_dir`` folder (``load_eval_split``'s ``policy``); an ``EvalSplit`` keeps the policy it was loaded
+            with. Skipped inputs are counted in ``skipped_inputs`` and a note.
 
     Returns:
         ``{"model", "kind", "data", "split", "n_images", "n_questions", "caption": {metric: x100 | None, "n",
@@ -303,7 +307,8 @@ def evaluate_model(
         ``"scienceqa"``: ``evaluate_scienceqa``'s dict without the per-pid records (those are in
         ``scienceqa_<split>_predictions.json``); ``"vqav2"``: ``score_vqav2``'s dict (``overall``,
         ``per_answer_type``, ``per_question_type``, ``n``) with ``split`` and ``data``; predictions in
-        ``vqav2_<split>_results.json`` (the official results format).
+        ``vqav2_<split>_results.json`` (the official results format). ``"skipped_inputs"``: under a skip policy,
+        ``SkipReport.to_json()`` (``total``, ``counts`` by reason, the first messages of each); ``None`` under fail.
     """
     settings = list(SETTINGS if settings is None else settings)
     bad_tasks = [t for t in tasks if t not in ALL_TASKS]
@@ -339,7 +344,11 @@ def evaluate_model(
     )
     data = None
     if core:
-        data = data_dir if isinstance(data_dir, EvalSplit) else load_eval_split(data_dir, split, core, limit)
+        data = (
+            data_dir
+            if isinstance(data_dir, EvalSplit)
+            else load_eval_split(data_dir, split, core, limit, policy=bad_input)
+        )
         split = data.name
     pred_dir = Path(out_dir) / "predictions" / _slug(engine.name) if out_dir is not None else None
     written: dict[str, str] = {}
@@ -366,6 +375,7 @@ def evaluate_model(
         "caption": None,
         "gqa": None,
         "gqa_sentence": None,
+        "skipped_inputs": data.skipped.to_json() if data is not None and data.skipped is not None else None,
         "choices": {
             "gold_caption": GOLD_CAPTION_RULE,
             "self_caption": "the model's own greedy caption (cap prompt), as scored in the caption task",

@@ -31,6 +31,7 @@ EPILOG = """examples:
   vict eval --blip2 zoo/blip2 --data world --out runs/eval_blip2            # baseline rows, same harness
   vict eval --checkpoint runs/vict_lora/final --blip2 zoo/blip2 --data world --out runs/eval_both --fast
   vict eval --checkpoint runs/vict_lora/final --data world --tasks gqa --gqa-settings caption,distractor,dense
+  vict eval --checkpoint runs/vict_lora/final --data world --skip-bad    # bad records/images counted in the report
 
   # real data: COCO Karpathy test captions, GQA testdev (its images have no COCO captions: the `caption`
   # setting is then skipped with a note, as are `dense` and `distractor`; `none`, `self` and `qa` run)
@@ -56,6 +57,12 @@ EPILOG = """examples:
 --questions (GQA balanced questions), --images (and --question-images if GQA images live elsewhere).
 Outputs in --out: report.json, report.md, predictions/ (COCO results and GQA predictions files, scorable with
 vict score; each GQA record also names its context). --fast skips METEOR (its JVM takes ~20 s to start) and SPICE.
+
+Before any model runs, every caption and question record is type-checked (as the data loaders do: integer ids,
+non-empty string captions, questions and answers) and every evaluated image is decoded. Without --skip-bad the first
+bad record (or the list of bad images) stops the run with one error naming the file, the record and the field; with
+--skip-bad they are left out (with the questions of a skipped image) and counted in report.json (skipped_inputs)
+and in the report's notes.
 
 GQA context settings (--gqa-settings; default: every one the data supports, the others noted in the report):
 none (the question alone), caption (a gold caption), self (the model's own caption), qa (another question-answer
@@ -90,6 +97,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--vg-image-data", metavar="FILE", help="VG image_data.json: join GQA image ids to COCO ids")
     data.add_argument(
         "--karpathy-split", choices=("train", "val", "test"), help="split of a Karpathy dataset_coco.json"
+    )
+    data.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip bad caption/question records and unreadable images (counted in the report) instead of failing",
     )
     extra = parser.add_argument_group("ScienceQA and VQAv2 (official files; or, with --data, the world's own)")
     extra.add_argument(
@@ -220,8 +232,9 @@ def _load_data(args: argparse.Namespace, tasks: Sequence[str]) -> EvalSplit:
     files = [args.captions, args.questions, args.images, args.question_images, args.vg_image_data]
     if args.data and any(files):
         raise ValueError("give either --data DIR (world layout) or --captions/--questions/--images files, not both")
+    policy = "skip" if args.skip_bad else "fail"
     if args.data:
-        return load_eval_split(args.data, args.split, tasks, args.limit)
+        return load_eval_split(args.data, args.split, tasks, args.limit, policy=policy)
     if not any(files):
         raise ValueError("no data: pass --data DIR (world layout) or --captions FILE / --questions FILE --images DIR")
     return load_eval_files(
@@ -234,6 +247,7 @@ def _load_data(args: argparse.Namespace, tasks: Sequence[str]) -> EvalSplit:
         tasks=tasks,
         limit=args.limit,
         name=args.split,
+        policy=policy,
     )
 
 
@@ -291,24 +305,29 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out_dir = Path(args.out or f"eval-{args.split}")
     reports = {}
-    for engine in engines:
-        reports[engine.name] = evaluate_model(
-            engine,
-            data if data is not None else args.data,  # a world folder: the report names it
-            tasks=tasks,
-            out_dir=out_dir,
-            settings=settings,
-            sentence=not args.no_sentence,
-            caption_metrics=metrics,
-            image_block=args.image_block,
-            threads=args.threads,
-            limit=args.limit,
-            scienceqa=scienceqa,
-            scienceqa_split=args.scienceqa_split,
-            scienceqa_format=args.scienceqa_format,
-            scienceqa_failed=args.scienceqa_failed,
-            vqav2=vqav2,
-        )
+    try:
+        for engine in engines:
+            reports[engine.name] = evaluate_model(
+                engine,
+                data if data is not None else args.data,  # a world folder: the report names it
+                tasks=tasks,
+                out_dir=out_dir,
+                settings=settings,
+                sentence=not args.no_sentence,
+                caption_metrics=metrics,
+                image_block=args.image_block,
+                threads=args.threads,
+                limit=args.limit,
+                scienceqa=scienceqa,
+                scienceqa_split=args.scienceqa_split,
+                scienceqa_format=args.scienceqa_format,
+                scienceqa_failed=args.scienceqa_failed,
+                vqav2=vqav2,
+                bad_input="skip" if args.skip_bad else "fail",
+            )
+    except DataError as e:  # checked up front; an image changed or removed while the models ran
+        print(f"vict eval: error: {e}", file=sys.stderr)
+        return 2
     first = next(iter(reports.values()))
     title = f"Evaluation on {data.data} ({data.name})" if data else f"Evaluation on {first['data']} ({first['split']})"
     json_path, md_path = write_report(reports, out_dir, title=title)
