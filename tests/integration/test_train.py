@@ -77,6 +77,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(world: Path, 
     assert "tokenizer.json" in tokenizer_files
     assert files == sorted(
         [
+            "MANIFEST.json",  # every file's size and SHA-256, checked at load
             "adapter/adapter_config.json",
             "adapter/adapter_model.safetensors",
             "config.json",
@@ -230,6 +231,33 @@ def test_interrupted_and_resumed_equals_uninterrupted(world: Path, tmp_path: Pat
         torch.testing.assert_close(c[name], a[name], rtol=0, atol=1e-6, msg=f"{name} differs after a crash")
 
 
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_intact_one(world: Path, tmp_path: Path, caplog):
+    common = [f"data.world={world}", "train.max_steps=8", "train.warmup_steps=2", "train.batch_size=8"]
+    common += ["train.val_batches=0", "train.sample_count=0", "train.save_every=2", "train.keep_last=3"]
+    common += ["train.log_every=1", "train.eval_every=0"]
+    full = train(load_config(LORA, [*TINY, *common, f"train.output_dir={tmp_path / 'full'}"]))
+
+    def stop_at_6(step: int, loss: float) -> None:
+        if step == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    cut = train(load_config(LORA, [*TINY, *common, f"train.output_dir={tmp_path / 'cut'}"]), on_step=stop_at_6)
+    assert cut.step == 6 and cut.last_checkpoint == tmp_path / "cut/checkpoints/step-00000006"
+    optimizer = cut.last_checkpoint / "training_state" / "optimizer.safetensors"
+    optimizer.write_bytes(optimizer.read_bytes()[:100])  # a save interrupted by a full disk, say
+    with caplog.at_level("WARNING", logger="vict.training.checkpoints"):
+        resumed = train(
+            load_config(LORA, [*TINY, *common, f"train.output_dir={tmp_path / 'cut'}", "train.resume=true"])
+        )
+    assert "step-00000006 is damaged (training_state/optimizer.safetensors is 100 bytes" in caplog.text
+    assert resumed.step == 8
+    a, b = _trainable(full.final_dir), _trainable(resumed.final_dir)
+    for name in a:  # resumed exactly from step 4: the same weights as the uninterrupted run
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=f"{name} differs after the fallback")
+    steps = [r["step"] for r in read_metrics(tmp_path / "cut" / "metrics.jsonl") if r["split"] == "train"]
+    assert steps == list(range(1, 9))
+
+
 def test_resume_dir_must_be_a_training_checkpoint(world: Path, tmp_path: Path, capsys):
     argv = [
         "train",
@@ -240,8 +268,9 @@ def test_resume_dir_must_be_a_training_checkpoint(world: Path, tmp_path: Path, c
         "--resume",
         str(tmp_path / "nope"),
     ]
-    with pytest.raises(FileNotFoundError, match=r"not a training checkpoint"):
-        main(argv)
+    assert main(argv) == 2  # a usage error: one line, no traceback (vict.cli)
+    err = capsys.readouterr().err
+    assert "not a training checkpoint" in err and "Traceback" not in err
 
 
 def test_train_cli_reports_every_config_problem(capsys, tmp_path: Path):

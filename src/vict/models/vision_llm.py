@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from vict.checkpoint import atomic_directory, check_checkpoint, load_tensors, save_tensors
+from vict.checkpoint import MANIFEST, atomic_directory, check_checkpoint, load_tensors, save_tensors
 from vict.connectors.base import HAS_IMAGE, Connector, VisionFeatures, VisionInput
 from vict.constants import IGNORE_INDEX, IMAGE_SLOT_ID
 from vict.methods.base import LLMInputs, Method
@@ -562,8 +562,8 @@ class VisionLLM(nn.Module):
     # ---------------------------------------------------------------------------------------- save / load
     def checkpoint_files(self) -> set[str]:
         """The files ``save_pretrained`` writes besides the tokenizer's: ``config.json``,
-        ``vict_trainable.safetensors`` and the method's own (peft methods: ``adapter/...``)."""
-        return {CONFIG_FILE, TRAINABLE_FILE, *self.method.checkpoint_files()}
+        ``vict_trainable.safetensors``, ``MANIFEST.json`` and the method's own (peft methods: ``adapter/...``)."""
+        return {CONFIG_FILE, TRAINABLE_FILE, MANIFEST, *self.method.checkpoint_files()}
 
     def save_pretrained(self, save_directory: str | Path) -> Path:
         """Write ``config.json``, ``vict_trainable.safetensors`` (every trainable tensor the method does not store

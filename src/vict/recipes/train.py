@@ -13,6 +13,11 @@ A method that declares stages (``Method.stages()``) is trained by ``train`` stag
 The same code runs on one CPU, one GPU, ``torchrun --nproc_per_node N -m vict train ...`` (gloo on CPU) and
 ``accelerate launch [--config_file configs/accelerate/ddp.yaml] -m vict train ...``. Rank 0 alone writes files.
 
+One run per output folder (``vict.training.run_lock``): the main process holds ``<output_dir>/.vict-run.lock`` for
+the whole run, so a second run on the folder fails at once naming the holder; a folder holding an earlier run is
+refused unless the run resumes it (``train.resume=true`` / ``resume_from``) or ``overwrite=True`` deletes that run's
+outputs first.
+
 Exactness of resume: the batch order is a pure function of ``(seed, epoch, position)``
 (``vict.training.sampler``), each example a pure function of ``(seed, index)`` (``ExampleStream``), and a
 checkpoint stores the optimizer, the schedule, every process's RNG states and the data position, so an
@@ -42,6 +47,13 @@ from vict.training.checkpoints import CONFIG_YAML, FINAL_DIR, latest_checkpoint,
 from vict.training.continuation import check_resume_config, load_init_weights
 from vict.training.metrics import MetricsLogger, Throughput, read_metrics
 from vict.training.plots import plot_loss
+from vict.training.run_lock import (
+    RUN_OUTPUTS,
+    RunLock,
+    check_previous_run,
+    is_main_process,
+    remove_previous_run,
+)
 from vict.training.sampler import BatchPlan
 from vict.training.signals import StopRequest
 from vict.training.state import (
@@ -85,27 +97,66 @@ def train(
     cfg: VictConfig,
     resume_from: str | Path | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a VICT model as ``cfg`` says; return what was produced.
+
+    One run per output folder: the run holds ``<output_dir>/.vict-run.lock`` from start to end (another run on the
+    folder fails at once with ``RunLockedError``, naming this one's PID and host), and a folder that holds an
+    earlier run (``final/``, ``checkpoints/``, ``metrics.jsonl``) is refused with ``PreviousRunError`` before
+    anything is written, unless the run resumes it or ``overwrite`` is set.
 
     Args:
         cfg: the validated run config.
         resume_from: a ``checkpoints/step-*`` directory to continue from (``cfg.train.resume=True`` picks the
             latest one in ``cfg.train.output_dir`` instead).
         on_step: called on every process after each optimizer step with ``(step, loss)`` (tests, notebooks).
+        overwrite: delete the earlier run's outputs in ``cfg.train.output_dir`` first (exactly the files a run
+            writes; anything else there stays); not with a resume.
     """
     from vict.registry import get_method
 
     stages = get_method(cfg.method.type)(cfg.method.settings).stages()
-    if stages:
-        return train_stages(cfg, stages, resume_from=resume_from, on_step=on_step)
-    recipe = TrainRecipe(cfg, resume_from=resume_from, on_step=on_step)
-    recipe.setup()
-    try:
-        recipe.train()
-    finally:
-        result = recipe.cleanup()
-    return result
+    stage_names = [s.name for s in stages]
+    _check_overwrite(cfg, resume_from, overwrite, stage_names)
+    # Only the main process guards the folder: the others write nothing there (and must not fail on its lock).
+    main_process = is_main_process()
+    with RunLock(cfg.train.output_dir, setting="train.output_dir") if main_process else contextlib.nullcontext():
+        if main_process:
+            resuming = resume_from is not None or cfg.train.resume
+            if overwrite:
+                remove_previous_run(cfg.train.output_dir, stage_names)
+            elif not resuming:
+                check_previous_run(cfg.train.output_dir, stage_names)
+        if stages:
+            return train_stages(cfg, stages, resume_from=resume_from, on_step=on_step)
+        recipe = TrainRecipe(cfg, resume_from=resume_from, on_step=on_step)
+        recipe.setup()
+        try:
+            recipe.train()
+        finally:
+            result = recipe.cleanup()
+        return result
+
+
+def _check_overwrite(cfg: VictConfig, resume_from: str | Path | None, overwrite: bool, stages: list[str]) -> None:
+    """``overwrite`` starts over: it cannot be combined with a resume, nor delete what the run starts from."""
+    if not overwrite:
+        return
+    if resume_from is not None or cfg.train.resume:
+        how = f"--resume {resume_from}" if resume_from is not None else "train.resume=true"
+        raise ValueError(
+            f"--overwrite deletes the previous run in {cfg.train.output_dir}, {how} continues it: choose one"
+        )
+    if cfg.train.init_from:
+        init = Path(cfg.train.init_from).resolve()
+        root = Path(cfg.train.output_dir).resolve()
+        doomed = [root / name for name in RUN_OUTPUTS] + [root / s / name for s in stages for name in RUN_OUTPUTS]
+        if any(init == d or d in init.parents for d in doomed):
+            raise ValueError(
+                f"--overwrite would delete train.init_from={cfg.train.init_from} (inside train.output_dir="
+                f"{cfg.train.output_dir}); copy it elsewhere first, or train into another train.output_dir"
+            )
 
 
 def stage_config(cfg: VictConfig, stage: Any, output_dir: Path, init_from: Path | None) -> VictConfig:
@@ -312,7 +363,7 @@ class TrainRecipe:
 
         dc = self.cfg.data
         if dc.world:
-            records = load_records(world=dc.world, split=split, policy=dc.bad_input)
+            records = load_records(world=dc.world, split=split, policy=self.image_policy)
         else:
             fill = lambda p: p.replace("{split}", split) if p else p  # noqa: E731
             records = load_dataset(
@@ -321,7 +372,7 @@ class TrainRecipe:
                 fill(dc.images),
                 dc.vg_image_data,
                 keep="any",
-                policy=dc.bad_input,
+                policy=self.image_policy,
             ).records
         return records[: dc.max_images] if dc.max_images else records
 
@@ -338,7 +389,8 @@ class TrainRecipe:
             seed=tc.seed,
         )
         self.builder = builder
-        self.image_policy = resolve_policy(dc.bad_input)  # skip mode counts bad images; reported at the end
+        # skip mode counts bad records (at load) and bad images (in the collator); reported at the end
+        self.image_policy = resolve_policy(dc.bad_input)
         self.stream = self._mixed(self._image_stream(dc.train_split, builder, tc.seed), dc.train_split, tc.seed)
         if self.stream.dropped:
             self._info(f"{self.stream.dropped} training image(s) have no usable caption/question and are skipped")
@@ -418,7 +470,7 @@ class TrainRecipe:
             path = Path(dc.scienceqa) if dc.scienceqa else Path(dc.world or ".") / "scienceqa" / "problems.json"
             if not dc.scienceqa and not dc.world:
                 raise ValueError("data.sqa_ratio > 0 needs data.scienceqa (a problems.json) or data.world")
-            loaded = load_scienceqa(path, split=split, image_root=path.parent / "images")
+            loaded = load_scienceqa(path, split=split, image_root=path.parent / "images", policy=self.image_policy)
             problems = ProblemStream(loaded, fmt=dc.sqa_format, seed=seed)
         return MixedStream(stream, problems, dc.sqa_ratio, dc.text_only_ratio, seed=seed)
 
@@ -779,7 +831,7 @@ class TrainRecipe:
             self.state.batch_size = self.cfg.train.batch_size
             self.state.grad_accum = self.cfg.train.grad_accum
             self.state.seed = self.cfg.train.seed
-            with atomic_directory(path) as tmp:
+            with atomic_directory(path, manifest=True) as tmp:
                 self._save_model(tmp)
                 save_config(self.cfg, tmp / CONFIG_YAML)
                 save_training_state(tmp, self.state, self.optimizer, self.scheduler, rng_states)
@@ -793,7 +845,7 @@ class TrainRecipe:
 
         path = self.output_dir / FINAL_DIR
         if self.is_main:
-            with atomic_directory(path) as tmp:
+            with atomic_directory(path, manifest=True) as tmp:
                 self._save_model(tmp)
                 save_config(self.cfg, tmp / CONFIG_YAML)
         self.accelerator.wait_for_everyone()

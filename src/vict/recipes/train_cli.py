@@ -1,14 +1,13 @@
-"""`vict train CONFIG [key.sub=value ...] [--resume DIR]`: the command-line face of ``vict.recipes.train``."""
+"""`vict train CONFIG [key.sub=value ...] [--resume DIR | --overwrite]`: the command line of ``vict.recipes.train``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-from vict.config import ConfigError, config_reference, load_config
+from vict.config import config_reference, load_config
 
 EPILOG = """examples:
   vict data world --out runs/world --images 400 --seed 0
@@ -16,6 +15,7 @@ EPILOG = """examples:
   vict train configs/world/vict_lora.yaml train.max_steps=50 method.r=4 train.output_dir=runs/try
   vict train configs/world/vict_lora.yaml train.resume=true        # continue from the latest checkpoint
   vict train configs/world/vict_lora.yaml --resume runs/world_vict_lora/checkpoints/step-00000100
+  vict train configs/world/vict_lora.yaml --overwrite              # start over: delete the earlier run's outputs
 
 distributed (the same command, every process runs it; rank 0 writes):
   torchrun --nproc_per_node 2 -m vict train configs/world/vict_lora.yaml               # CPU (gloo) or GPUs
@@ -25,6 +25,9 @@ distributed (the same command, every process runs it; rank 0 writes):
 
 outputs in train.output_dir: checkpoints/step-N/ (resumable), final/ (VisionLLM.from_pretrained),
 config.yaml, metrics.jsonl, loss.png, tensorboard/ (when tensorboard is installed).
+One run per folder: a run holds train.output_dir/.vict-run.lock while it lives (a second run there fails at once,
+naming the holder's PID and host; a lock left by a dead run is cleared). A folder that holds an earlier run is
+refused: continue it with train.resume=true, or start over with --overwrite (deletes that run's outputs only).
 SIGTERM / Ctrl-C: the current step finishes, a checkpoint is saved, the run exits with status 130;
 rerun with train.resume=true to continue exactly where it stopped.
 
@@ -38,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted overrides key.sub=value, e.g. train.max_steps=50")
     parser.add_argument(
         "--resume", metavar="DIR", type=Path, default=None, help="resume from this checkpoints/step-* directory"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train.output_dir holds an earlier run: delete its outputs (final/, checkpoints/, metrics.jsonl, "
+        "loss.png, config.yaml, tensorboard/; nothing else) and start over",
     )
     parser.add_argument("--quiet", action="store_true", help="log warnings only (the progress bar stays)")
 
@@ -61,21 +70,16 @@ def _configure_logging(level: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load and validate the config, train, print where the results are. Exit 0 done, 2 bad config, 130 stopped."""
+    """Load and validate the config, train, print where the results are. Exit 0 done, 130 stopped by a signal;
+    errors propagate to ``vict.cli.main``, which prints them as ``vict train: error: ...`` (2: bad config, data, or
+    output folder; 1: the run failed, e.g. a non-finite loss)."""
     _configure_logging(logging.WARNING if args.quiet else logging.INFO)
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.overrides)
     from vict.recipes.train import train
+    from vict.training.run_lock import is_main_process
 
-    try:
-        result = train(cfg, resume_from=args.resume)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    main_process = os.environ.get("RANK", "0") == "0"  # torchrun / accelerate launch: rank 0 reports
+    result = train(cfg, resume_from=args.resume, overwrite=args.overwrite)
+    main_process = is_main_process()  # torchrun / accelerate launch: rank 0 reports
     if result.stopped_by:
         if main_process:
             print(f"stopped by {result.stopped_by} at step {result.step}; checkpoint: {result.last_checkpoint}")

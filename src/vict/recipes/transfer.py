@@ -151,7 +151,8 @@ def run_ablations(quickstart_dir: Path, names: Sequence[str] | None = None, prin
     for name in names or list(ABLATIONS):
         cfg = ablation_config(base, ABLATIONS[name], out / name)
         printer(f"ablation {name}: {ABLATIONS[name]}")
-        result = train(config_from_dict(cfg, source=f"ablation {name}"))
+        # regenerated outputs, like the quickstart's runs/: a rerun replaces the previous one
+        result = train(config_from_dict(cfg, source=f"ablation {name}"), overwrite=True)
         if result.final_dir is None:
             raise RuntimeError(f"ablation {name} stopped before the end ({result.stopped_by})")
         curves[name] = stage_curve(out / name)

@@ -2,7 +2,8 @@
 
 - ``sampler``: deterministic, resumable, length-grouped batch plan sharded over processes;
 - ``state``: optimizer / scheduler / RNG state and counters in safetensors + JSON (no pickle);
-- ``checkpoints``: checkpoint naming, latest, rotation;
+- ``checkpoints``: checkpoint naming, latest (the newest intact one), rotation;
+- ``run_lock``: one run per output folder (lock, previous-run guard, ``--overwrite``);
 - ``continuation``: resume (config must match) and ``init_from`` (the next stage starts from a checkpoint);
 - ``metrics``: ``metrics.jsonl`` + optional TensorBoard, throughput;
 - ``plots``: ``loss.png``;

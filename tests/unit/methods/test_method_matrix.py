@@ -83,7 +83,12 @@ def test_save_and_load_give_identical_logits_and_the_declared_files(name: str, t
     out = model.save_pretrained(tmp_path / "ckpt")
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert files == model.checkpoint_files() | TOKENIZER_FILES
-    assert model.checkpoint_files() == {"config.json", "vict_trainable.safetensors", *model.method.checkpoint_files()}
+    assert model.checkpoint_files() == {
+        "config.json",
+        "vict_trainable.safetensors",
+        "MANIFEST.json",
+        *model.method.checkpoint_files(),
+    }
     again = VisionLLM.from_pretrained(out)
     with torch.no_grad():
         got = again(**batch, logits_on_labelled_only=False)
