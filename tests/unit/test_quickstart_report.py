@@ -176,3 +176,9 @@ def test_seeds_run_one_full_quickstart_per_seed_then_aggregate(
     calls.clear()  # one seed (--seed, default 0): the plain single-seed run into OUT
     assert main(["quickstart", "--out", str(tmp_path / "one"), "--preset", "fast"]) == 0
     assert calls == [(tmp_path / "one", "fast", 0)]
+
+
+def test_the_zoo_caption_quality_is_reported_on_pycocoevalcaps_scale() -> None:
+    quality = {"untrained": {"cider": 4.51, "images": 96}, "trained": {"cider": 296.75, "images": 96}}
+    out = qs.zoo_caption_quality(quality)
+    assert out == {"untrained": {"cider": 0.0451, "images": 96}, "trained": {"cider": 2.9675, "images": 96}}

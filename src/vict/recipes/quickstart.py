@@ -322,6 +322,17 @@ def scienceqa_tables(reports: dict[str, Any], world: Path) -> dict[str, Any]:
     return {"scienceqa": table, "scienceqa_failed": failed, "scienceqa_baselines": baselines}
 
 
+def zoo_caption_quality(quality: dict[str, Any]) -> dict[str, Any]:
+    """The zoo's held-out caption quality as ``report.json`` states caption scores: CIDEr on pycocoevalcap's 0-1
+    scale (the zoo's ``zoo.json`` keeps it x100, as it was built)."""
+    return {
+        stage: {**q, "cider": None if q.get("cider") is None else round(q["cider"] / 100.0, 4)}
+        if isinstance(q, dict)
+        else q
+        for stage, q in quality.items()
+    }
+
+
 def row_name(key: str) -> str:
     """The report row of a preset entry: ``vict-<method>`` for a method, the variant's own name otherwise."""
     from vict.registry import method_names
@@ -606,7 +617,7 @@ def quickstart(
             "zoo_quality": {
                 "probe": probe,
                 "vision_pretraining": zoo.manifest().get("vision", {}).get("held_out_cell_accuracy"),
-                "blip2_captioning": zoo.manifest()["blip2"]["quality_val"],
+                "blip2_captioning": zoo_caption_quality(zoo.manifest()["blip2"]["quality_val"]),
             },
         }
         plot_gqa(report["gqa"], baselines, out / "gqa_context.png")
