@@ -38,16 +38,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+from inference_speed import QUESTIONS  # the same six questions per image (this folder is on sys.path)
+
 MODEL = "bench"
-QUESTIONS = (
-    "what color is the circle?",
-    "how many shapes are there?",
-    "is there a square?",
-    "what shape is left of the triangle?",
-    "what size is the red shape?",
-    "where is the blue shape?",
-)
 CONTEXTS: tuple[dict[str, Any] | None, ...] = (
     None,
     {"context": "self"},

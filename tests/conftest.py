@@ -33,6 +33,17 @@ def vict_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["VICT_CACHE_DIR"] = previous
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny VICT-LoRA checkpoint (4 extra queries, seed 0), read-only: what `vict ask`, `vict serve` and
+    `vict demo` load in their tests."""
+    from vict.models.builders import build_tiny
+
+    out = tmp_path_factory.mktemp("tiny_ckpt") / "final"
+    build_tiny("lora", num_extra_queries=4, seed=0).save_pretrained(out)
+    return out
+
+
 @pytest.fixture
 def tiny_model():
     """A fresh tiny VICT model (LoRA r=4, 8 + 4 visual tokens, 30 px images), seed 0, in eval mode."""

@@ -27,14 +27,10 @@ def chromium_path() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkpoint(tiny_checkpoint: Path) -> Path:
     if os.environ.get("VICT_DEMO_CHECKPOINT"):
         return Path(os.environ["VICT_DEMO_CHECKPOINT"])
-    from vict.models.builders import build_tiny
-
-    out = tmp_path_factory.mktemp("ckpt") / "final"
-    build_tiny("lora", num_extra_queries=4, seed=0).save_pretrained(out)
-    return out
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,8 @@ BUDGET = 6
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vict.models.builders import build_tiny
-
-    out = tmp_path_factory.mktemp("ckpt") / "final"
-    build_tiny("lora", num_extra_queries=4, seed=0).save_pretrained(out)
-    return out
+def checkpoint(tiny_checkpoint: Path) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
