@@ -76,7 +76,7 @@ def test_shared_meteor_jvm_scores_like_a_fresh_one(coco_captions: dict, coco_res
     fresh = Meteor().compute_score(gts, res)[0]
     captioning.prewarm_meteor()
     first = captioning._meteor_scorer()
-    assert captioning._meteor(gts, res)[0] == pytest.approx(100 * fresh, abs=0)
-    assert captioning._meteor(gts, res)[0] == pytest.approx(100 * fresh, abs=0)
+    assert captioning._meteor(gts, res)[0] == pytest.approx(fresh, abs=0)  # pycocoevalcap's own scale
+    assert captioning._meteor(gts, res)[0] == pytest.approx(fresh, abs=0)  # pycocoevalcap's own scale
     assert captioning._meteor_scorer() is first  # one JVM for every call
     captioning.close_meteor()
