@@ -162,3 +162,17 @@ def test_resume_still_continues_the_run_in_its_folder(world: Path, tmp_path: Pat
     state = json.loads((out / "checkpoints/step-00000004/training_state/trainer_state.json").read_text())
     assert state["trainer"]["step"] == 4
     assert not (out / LOCK_NAME).exists()
+
+
+def test_a_deepspeed_launch_stops_before_any_work_naming_the_configs_to_use(
+    world: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+):
+    # What `accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml` sets in each process: on a CPU
+    # rank accelerate would quietly train plain DDP, and ZeRO's partitioned optimizer state cannot be checkpointed.
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    out = tmp_path / "run"
+    assert main(["train", *_args(world, out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "DeepSpeed is not supported by vict train" in err
+    assert "configs/accelerate/fsdp.yaml" in err and "configs/accelerate/ddp.yaml" in err
+    assert not (out / "checkpoints").exists() and not (out / "metrics.jsonl").exists()

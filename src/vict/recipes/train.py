@@ -55,6 +55,14 @@ from vict.training.run_lock import (
     remove_previous_run,
 )
 from vict.training.sampler import BatchPlan
+from vict.training.sharding import (
+    FsdpSettings,
+    average_gradients,
+    broadcast_trainable,
+    fsdp_requested,
+    refuse_deepspeed,
+    shard_model,
+)
 from vict.training.signals import StopRequest
 from vict.training.state import (
     TrainerState,
@@ -252,13 +260,21 @@ class TrainRecipe:
             raise ValueError("train.mixed_precision=fp16 needs a GPU; on CPU use bf16 or no")
         # accelerate recognises a multi-process CPU run (gloo) only with cpu=True: without it, torchrun's ranks
         # each train alone on a machine without GPUs.
+        refuse_deepspeed()
         multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        self.accelerator = Accelerator(
-            mixed_precision=tc.mixed_precision, cpu=multi_process and not torch.cuda.is_available()
-        )
+        # An FSDP config (accelerate launch --config_file configs/accelerate/fsdp.yaml): vict shards the model itself
+        # (vict.training.sharding), on GPUs and CPU ranks alike; accelerate only sets up the processes.
+        fsdp = FsdpSettings.from_env() if fsdp_requested() and multi_process else None
+        with _fsdp_hidden_from_accelerate():
+            self.accelerator = Accelerator(
+                mixed_precision=tc.mixed_precision, cpu=multi_process and not torch.cuda.is_available()
+            )
         acc = self.accelerator
         self.rank, self.world_size = acc.process_index, acc.num_processes
         self.is_main = acc.is_main_process
+        self.fsdp = fsdp
+        if fsdp_requested() and not multi_process:
+            self._info("an FSDP config with one process: nothing to shard, training as one process")
 
         # 1. Resume point (decided first: a resumed model comes from its checkpoint).
         resume_dir = self.resume_from
@@ -292,9 +308,21 @@ class TrainRecipe:
             raise ValueError(
                 f"train.warmup_steps={tc.warmup_steps} >= the run's {self.total_steps} steps; lower warmup_steps"
             )
+        if self.fsdp is not None:
+            broadcast_trainable([p for p in self.model.parameters() if p.requires_grad])
+            counts = shard_model(self.model, self.fsdp, acc.device)
+            self._info(
+                f"{self.fsdp.describe(self.world_size)}: {counts['units']} units; {counts['sharded_tensors']} "
+                f"sharded tensors ({counts['local_numel']:,} of their {counts['sharded_numel']:,} elements on this "
+                f"process), {counts['replicated_tensors']} replicated"
+            )
         self.optimizer = self._make_optimizer()
         self.scheduler = self._make_scheduler()
-        self.model, self.optimizer = acc.prepare(self.model, self.optimizer)
+        if self.fsdp is not None:
+            self.optimizer = acc.prepare(self.optimizer)
+        else:
+            self.model, self.optimizer = acc.prepare(self.model, self.optimizer)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
 
         # 6. Restore everything a checkpoint holds.
         if resume_dir is not None:
@@ -613,9 +641,17 @@ class TrainRecipe:
         ``sync=False`` skips DDP's gradient all-reduce (every micro-batch of a step but the last)."""
         acc, accum = self.accelerator, self.cfg.train.grad_accum
         with contextlib.nullcontext() if sync else acc.no_sync(self.model):
-            loss = self.model(**batch).loss
+            with self._forward_context():
+                loss = self.model(**batch).loss
             acc.backward(loss / accum)
+        if sync and self.fsdp is not None:  # FSDP leaves the replicated trainable gradients to vict
+            average_gradients(self.trainable)
         return loss.detach() / accum
+
+    def _forward_context(self) -> Any:
+        """Mixed precision around a forward: ``accelerate.prepare`` wraps the model's forward in it, except under
+        vict's FSDP, whose model accelerate never wraps."""
+        return self.accelerator.autocast() if self.fsdp is not None else contextlib.nullcontext()
 
     def _optimizer_step(self, trainable: list[torch.nn.Parameter]) -> Any:
         """Clip the gradients (``train.max_grad_norm``), step the optimizer and the schedule, clear the
@@ -726,7 +762,8 @@ class TrainRecipe:
                 _, indices = self.val_plan.local_batch(position, self.rank)
                 batch = self.collator([self.val_stream[i] for i in indices])
                 batch = {k: v.to(acc.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-                total += model(**batch).loss.float() / n_batches
+                with self._forward_context():
+                    total += model(**batch).loss.float() / n_batches
         finally:
             model.train()
         loss = float(acc.reduce(total, reduction="mean"))
@@ -740,9 +777,10 @@ class TrainRecipe:
 
     @torch.no_grad()
     def _sample(self) -> None:
-        """Caption a few validation images and answer one question each, on rank 0 (printed and logged)."""
+        """Caption a few validation images and answer one question each, on rank 0 (printed and logged). Under FSDP
+        every rank generates (each holds only a shard of the LLM), and rank 0 reports."""
         count = self.cfg.train.sample_count
-        if not self.is_main or self.val_stream is None or count == 0:
+        if (not self.is_main and self.fsdp is None) or self.val_stream is None or count == 0:
             self.accelerator.wait_for_everyone()
             return
         from vict.inference import VictEngine, make_collator
@@ -756,9 +794,13 @@ class TrainRecipe:
         if not records:  # ScienceQA-only training: no image records to caption
             self.accelerator.wait_for_everyone()
             return
-        captions = engine.caption([r.image_path for r in records])
-        asked = [r for r in records if r.answered_qas]
-        answers = engine.answer([r.image_path for r in asked], [r.answered_qas[0].question for r in asked])
+        with self._forward_context():
+            captions = engine.caption([r.image_path for r in records])
+            asked = [r for r in records if r.answered_qas]
+            answers = engine.answer([r.image_path for r in asked], [r.answered_qas[0].question for r in asked])
+        if not self.is_main:
+            self.accelerator.wait_for_everyone()
+            return
         gold = {r.image_id: r.answered_qas[0].answer or "" for r in asked}
         lines = [(r.image_id, "cap", "", text, "") for r, text in zip(records, captions)]
         lines += [(r.image_id, "qa", a.question, a.answer, gold[r.image_id]) for r, a in zip(asked, answers)]
@@ -903,3 +945,15 @@ class TrainRecipe:
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def _fsdp_hidden_from_accelerate() -> Any:
+    """Build the ``Accelerator`` without ``ACCELERATE_USE_FSDP``: on GPUs accelerate would otherwise wrap the model
+    in its own FSDP at ``prepare``; vict shards it itself (``vict.training.sharding``)."""
+    saved = os.environ.pop("ACCELERATE_USE_FSDP", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["ACCELERATE_USE_FSDP"] = saved

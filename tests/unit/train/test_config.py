@@ -169,8 +169,11 @@ def test_accelerate_yamls_are_valid_accelerate_configs(path: Path):
     cfg = load_config_from_file(str(path))  # what `accelerate launch --config_file` does; rejects unknown keys
     expected = {"ddp.yaml": "MULTI_GPU", "fsdp.yaml": "FSDP", "deepspeed_zero2.yaml": "DEEPSPEED"}[path.name]
     assert cfg.distributed_type == expected and cfg.mixed_precision == "bf16"
-    if expected == "FSDP":  # frozen + trainable parameters in one wrapped block need use_orig_params
-        assert cfg.fsdp_config["fsdp_use_orig_params"] is True
+    if expected == "FSDP":  # what vict's own sharding reads (vict.training.sharding.FsdpSettings)
+        fsdp = cfg.fsdp_config
+        assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_reshard_after_forward"] is True
+        assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+        assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
     if expected == "DEEPSPEED":
         assert cfg.deepspeed_config["zero_stage"] == 2
 

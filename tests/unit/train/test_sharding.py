@@ -1,0 +1,161 @@
+"""vict's FSDP (``vict.training.sharding``): the settings it reads from an accelerate FSDP launch, and two gloo
+processes that shard a tiny VICT model and must compute exactly what the unsharded model computes."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from vict.training.sharding import FsdpSettings, fsdp_requested
+
+
+@pytest.fixture
+def fsdp_env(monkeypatch: pytest.MonkeyPatch):
+    """Set ``FSDP_*`` variables as ``accelerate launch`` does (everything else of FSDP unset)."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("FSDP_") or key == "ACCELERATE_USE_FSDP":
+            monkeypatch.delenv(key)
+
+    def setenv(**values: str) -> None:
+        monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+        for key, value in values.items():
+            monkeypatch.setenv(f"FSDP_{key.upper()}", value)
+
+    return setenv
+
+
+def test_settings_of_the_shipped_config(fsdp_env):
+    fsdp_env(
+        version="2",
+        reshard_after_forward="true",
+        auto_wrap_policy="TRANSFORMER_BASED_WRAP",
+        transformer_cls_to_wrap="LlamaDecoderLayer",
+        offload_params="false",
+        activation_checkpointing="false",
+    )
+    assert fsdp_requested()
+    settings = FsdpSettings.from_env()
+    assert settings.reshard_after_forward and settings.layer_classes == ["LlamaDecoderLayer"]
+    assert not settings.offload_params and not settings.activation_checkpointing and settings.no_effect == []
+    assert "freed after each forward" in settings.describe(2)
+
+
+def test_fsdp1_strategies_map_to_resharding_and_the_rest_is_refused(fsdp_env):
+    fsdp_env(version="1", sharding_strategy="SHARD_GRAD_OP")
+    settings = FsdpSettings.from_env()
+    assert settings.reshard_after_forward is False
+    assert any("fsdp_version: 1" in note for note in settings.no_effect)  # said, not silently reinterpreted
+    fsdp_env(version="1", sharding_strategy="FULL_SHARD")
+    assert FsdpSettings.from_env().reshard_after_forward is True
+    fsdp_env(version="1", sharding_strategy="NO_SHARD")
+    with pytest.raises(ValueError, match=r"fsdp_sharding_strategy: NO_SHARD.*FULL_SHARD"):
+        FsdpSettings.from_env()
+
+
+def test_unsupported_settings_stop_with_the_key_and_the_others_are_named(fsdp_env):
+    fsdp_env(version="2", auto_wrap_policy="SIZE_BASED_WRAP", min_num_params="1000")
+    with pytest.raises(ValueError, match=r"fsdp_auto_wrap_policy: SIZE_BASED_WRAP.*TRANSFORMER_BASED_WRAP"):
+        FsdpSettings.from_env()
+    fsdp_env(version="2", auto_wrap_policy="NO_WRAP", cpu_ram_efficient_loading="true", sync_module_states="true")
+    fsdp_env(state_dict_type="SHARDED_STATE_DICT", backward_prefetch="BACKWARD_PRE")
+    settings = FsdpSettings.from_env()
+    assert settings.layer_classes == ["-"]
+    named = " ".join(settings.no_effect)
+    for key in ("fsdp_cpu_ram_efficient_loading", "fsdp_state_dict_type", "backward_prefetch"):
+        assert key in named
+    assert "without effect here: " in settings.describe(2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Two gloo processes
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _two_ranks(rank: int, init_file: str, reshard: bool, batches: list[dict], prompts: list[dict]) -> None:
+    import torch.distributed as dist
+
+    from vict.models.builders import build_tiny
+    from vict.training.sharding import average_gradients, broadcast_trainable, shard_model
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        model = build_tiny("lora", num_extra_queries=4, seed=0)
+        model.train()
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if rank == 1:  # each rank starts from its own init; rank 0's must win
+            with torch.no_grad():
+                for p in trainable:
+                    p.add_(1.0)
+        broadcast_trainable(trainable)
+        reference = copy.deepcopy(model)  # unsharded, with rank 0's trainable values
+
+        counts = shard_model(model, FsdpSettings(reshard_after_forward=reshard), torch.device("cpu"))
+        # Every frozen LLM weight but the input embedding is split in two; nothing trainable is.
+        embedding = model.base_llm.get_input_embeddings().weight
+        llm_frozen = [p for p in model.base_llm.parameters() if not p.requires_grad and p is not embedding]
+        assert llm_frozen and counts["sharded_tensors"] == len(llm_frozen)
+        assert all(type(p).__name__ == "DTensor" for p in llm_frozen)
+        assert counts["local_numel"] <= counts["sharded_numel"] // 2 + 64
+        assert all(type(p).__name__ == "Parameter" for p in trainable)
+        assert [p for p in model.parameters() if p.requires_grad] == trainable  # the optimizer's objects
+
+        # Training: sharded loss and averaged gradients = the unsharded model's, over both ranks' batches.
+        loss = model(**batches[rank]).loss
+        loss.backward()
+        average_gradients(trainable)
+        ref_losses = []
+        for batch in batches:
+            out = reference(**batch).loss
+            (out / 2).backward()
+            ref_losses.append(out.detach())
+        torch.testing.assert_close(loss.detach(), ref_losses[rank], rtol=0, atol=1e-6)
+        ref_trainable = [p for p in reference.parameters() if p.requires_grad]
+        assert len(ref_trainable) == len(trainable)
+        for mine, ref in zip(trainable, ref_trainable, strict=True):
+            assert (mine.grad is None) == (ref.grad is None)
+            if ref.grad is not None:
+                torch.testing.assert_close(mine.grad, ref.grad, rtol=1e-5, atol=1e-6)
+
+        # Generation (samples during training): the ranks step together, each with its own prompts, and answer as
+        # the unsharded model does.
+        model.eval()
+        reference.eval()
+        prompt = {k: prompts[rank][k] for k in ("pixel_values", "input_ids", "attention_mask")}
+        with torch.no_grad():
+            got = model.generate(**prompt, max_new_tokens=5)
+            want = reference.generate(**prompt, max_new_tokens=5)
+        assert got == want
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.ddp
+@pytest.mark.parametrize("reshard", [True, False])
+def test_two_processes_shard_the_frozen_llm_and_compute_what_one_would(
+    tmp_path: Path, reshard: bool, tiny_model, batch_factory
+):
+    import torch.multiprocessing as mp
+
+    # tiny_model: the tiny checkpoints are written once, before both ranks read them. One batch per rank.
+    batches = [
+        batch_factory(tiny_model, [f"what colour is shape {r}?", "a caption"], [f"red {r}", "blue square"])
+        for r in range(2)
+    ]
+    prompts = [batch_factory(tiny_model, ["what is it?", f"colour {r}"] * (r + 1), side="left") for r in range(2)]
+    mp.spawn(_two_ranks, args=(str(tmp_path / "init"), reshard, batches, prompts), nprocs=2, join=True)
+
+
+def test_a_deepspeed_launch_is_refused(monkeypatch: pytest.MonkeyPatch):
+    from vict.training.sharding import refuse_deepspeed
+
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    refuse_deepspeed()
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ValueError, match="ZeRO partitions the optimizer state"):
+        refuse_deepspeed()
