@@ -80,6 +80,7 @@ class Method:
         default_connector: the connector used when a config does not name one.
         markers: name fragments (``".lora_A."``) of the parameters and modules the method adds; ``owns`` matches
             them against ``"." + name + "."``.
+        not_shardable: why ``vict.training.sharding`` (FSDP) cannot train this method; ``""``: it can.
     """
 
     name: ClassVar[str] = ""
@@ -88,6 +89,7 @@ class Method:
     settings_class: ClassVar[type] = type(None)
     default_connector: ClassVar[str] = "qformer_tokens"
     markers: ClassVar[tuple[str, ...]] = ()
+    not_shardable: ClassVar[str] = ""
 
     def __init__(self, settings: Any = None) -> None:
         self.settings = settings if settings is not None else self.settings_class()

@@ -172,6 +172,12 @@ def shard_model(model: nn.Module, settings: FsdpSettings, device: torch.device) 
     from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard, register_fsdp_forward_method
     from torch.distributed.tensor import DTensor
 
+    reason = type(model.method).not_shardable
+    if reason:
+        raise ValueError(
+            f"method.type={model.method.name} cannot train under FSDP: {reason}; launch with "
+            "configs/accelerate/ddp.yaml (every process holds the whole frozen model) instead"
+        )
     llm = model.base_llm
     llm_params = {id(p) for p in llm.parameters()}
     embedding = llm.get_input_embeddings().weight

@@ -3,7 +3,6 @@ processes that shard a tiny VICT model and must compute exactly what the unshard
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -76,7 +75,9 @@ def test_unsupported_settings_stop_with_the_key_and_the_others_are_named(fsdp_en
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _two_ranks(rank: int, init_file: str, reshard: bool, batches: list[dict], prompts: list[dict]) -> None:
+def _two_ranks(
+    rank: int, init_file: str, method: str, reshard: bool, batches: list[dict], prompts: list[dict]
+) -> None:
     import torch.distributed as dist
 
     from vict.models.builders import build_tiny
@@ -85,7 +86,7 @@ def _two_ranks(rank: int, init_file: str, reshard: bool, batches: list[dict], pr
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
-        model = build_tiny("lora", num_extra_queries=4, seed=0)
+        model = build_tiny(method, num_extra_queries=4, seed=0)
         model.train()
         trainable = [p for p in model.parameters() if p.requires_grad]
         if rank == 1:  # each rank starts from its own init; rank 0's must win
@@ -93,7 +94,13 @@ def _two_ranks(rank: int, init_file: str, reshard: bool, batches: list[dict], pr
                 for p in trainable:
                     p.add_(1.0)
         broadcast_trainable(trainable)
-        reference = copy.deepcopy(model)  # unsharded, with rank 0's trainable values
+        reference = build_tiny(method, num_extra_queries=4, seed=0)  # unsharded, with rank 0's trainable values
+        reference.train()
+        with torch.no_grad():
+            ref_params = dict(reference.named_parameters())
+            for name, param in model.named_parameters():
+                if param.requires_grad:
+                    ref_params[name].copy_(param)
 
         counts = shard_model(model, FsdpSettings(reshard_after_forward=reshard), torch.device("cpu"))
         # Every frozen LLM weight but the input embedding is split in two; nothing trainable is.
@@ -136,19 +143,24 @@ def _two_ranks(rank: int, init_file: str, reshard: bool, batches: list[dict], pr
 
 
 @pytest.mark.ddp
-@pytest.mark.parametrize("reshard", [True, False])
+@pytest.mark.parametrize(
+    ("method", "reshard"),
+    [("lora", True), ("lora", False), ("llama_adapter", True), ("vlora", True), ("vpgtrans_lora", True)],
+)
 def test_two_processes_shard_the_frozen_llm_and_compute_what_one_would(
-    tmp_path: Path, reshard: bool, tiny_model, batch_factory
+    tmp_path: Path, method: str, reshard: bool, batch_factory
 ):
     import torch.multiprocessing as mp
 
-    # tiny_model: the tiny checkpoints are written once, before both ranks read them. One batch per rank.
+    from vict.models.builders import build_tiny
+
+    model = build_tiny(method, num_extra_queries=4, seed=0)  # tiny checkpoints written once, before the ranks read
     batches = [
-        batch_factory(tiny_model, [f"what colour is shape {r}?", "a caption"], [f"red {r}", "blue square"])
+        batch_factory(model, [f"what colour is shape {r}?", "a caption"], [f"red {r}", "blue square"])
         for r in range(2)
     ]
-    prompts = [batch_factory(tiny_model, ["what is it?", f"colour {r}"] * (r + 1), side="left") for r in range(2)]
-    mp.spawn(_two_ranks, args=(str(tmp_path / "init"), reshard, batches, prompts), nprocs=2, join=True)
+    prompts = [batch_factory(model, ["what is it?", f"colour {r}"] * (r + 1), side="left") for r in range(2)]
+    mp.spawn(_two_ranks, args=(str(tmp_path / "init"), method, reshard, batches, prompts), nprocs=2, join=True)
 
 
 def test_a_deepspeed_launch_is_refused(monkeypatch: pytest.MonkeyPatch):
@@ -159,3 +171,13 @@ def test_a_deepspeed_launch_is_refused(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     with pytest.raises(ValueError, match="ZeRO partitions the optimizer state"):
         refuse_deepspeed()
+
+
+def test_a_method_that_cannot_be_sharded_is_refused_with_the_reason_and_the_way_out():
+    from vict.models.builders import build_tiny
+    from vict.training.sharding import shard_model
+
+    model = build_tiny("mm_adapter", num_extra_queries=4, seed=0)
+    # refused before anything touches the process group (none is set up here)
+    with pytest.raises(ValueError, match=r"method.type=mm_adapter cannot train under FSDP: .*ddp.yaml"):
+        shard_model(model, FsdpSettings(), torch.device("cpu"))

@@ -84,6 +84,10 @@ class MMAdapterMethod(Method):
     trains = "the adapters (down-projection, two experts, router) of the adapted blocks, the modality embedding, the extra queries and the connector"
     settings_class = MMAdapterSettings
     markers = (".mm_adapter.", ".mm_adapter_ffn.", ".mm_modality.")
+    not_shardable = (
+        "its modality-routing pass runs every decoder block a second time in each forward, with gradients, and "
+        "FSDP2's backward (torch 2.13) crashes with a segmentation fault on it (two gloo processes)"
+    )
 
     def __init__(self, settings: Any = None) -> None:
         super().__init__(settings)
