@@ -258,9 +258,9 @@ class TrainRecipe:
             torch.set_num_threads(tc.num_threads)
         if tc.mixed_precision == "fp16" and not torch.cuda.is_available():
             raise ValueError("train.mixed_precision=fp16 needs a GPU; on CPU use bf16 or no")
+        refuse_deepspeed()
         # accelerate recognises a multi-process CPU run (gloo) only with cpu=True: without it, torchrun's ranks
         # each train alone on a machine without GPUs.
-        refuse_deepspeed()
         multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
         # An FSDP config (accelerate launch --config_file configs/accelerate/fsdp.yaml): vict shards the model itself
         # (vict.training.sharding), on GPUs and CPU ranks alike; accelerate only sets up the processes.

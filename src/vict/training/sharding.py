@@ -120,8 +120,11 @@ class FsdpSettings:
         )
         settings.activation_checkpointing = bool(plugin.activation_checkpointing)
         if plugin.cpu_ram_efficient_loading:
-            settings.no_effect.append(
-                "fsdp_cpu_ram_efficient_loading (every process reads the whole checkpoint into CPU memory first)"
+            # transformers would load the LLM's weights on rank 0 only (the others on the meta device) and count on
+            # FSDP broadcasting them at wrap time, which vict's sharding does not do
+            raise ValueError(
+                "fsdp_cpu_ram_efficient_loading: true is not supported by vict's FSDP (every process reads the whole "
+                "checkpoint into CPU memory, then keeps its shard); set it to false"
             )
         if os.environ.get("FSDP_STATE_DICT_TYPE"):
             settings.no_effect.append(

@@ -60,12 +60,15 @@ def test_unsupported_settings_stop_with_the_key_and_the_others_are_named(fsdp_en
     fsdp_env(version="2", auto_wrap_policy="SIZE_BASED_WRAP", min_num_params="1000")
     with pytest.raises(ValueError, match=r"fsdp_auto_wrap_policy: SIZE_BASED_WRAP.*TRANSFORMER_BASED_WRAP"):
         FsdpSettings.from_env()
+    # transformers would leave the LLM on the meta device on every rank but 0, counting on a broadcast
     fsdp_env(version="2", auto_wrap_policy="NO_WRAP", cpu_ram_efficient_loading="true", sync_module_states="true")
-    fsdp_env(state_dict_type="SHARDED_STATE_DICT", backward_prefetch="BACKWARD_PRE")
+    with pytest.raises(ValueError, match=r"fsdp_cpu_ram_efficient_loading: true is not supported.*set it to false"):
+        FsdpSettings.from_env()
+    fsdp_env(cpu_ram_efficient_loading="false", state_dict_type="SHARDED_STATE_DICT", backward_prefetch="BACKWARD_PRE")
     settings = FsdpSettings.from_env()
     assert settings.layer_classes == ["-"]
     named = " ".join(settings.no_effect)
-    for key in ("fsdp_cpu_ram_efficient_loading", "fsdp_state_dict_type", "backward_prefetch"):
+    for key in ("fsdp_state_dict_type", "backward_prefetch"):
         assert key in named
     assert "without effect here: " in settings.describe(2)
 
