@@ -113,7 +113,8 @@ def _two_ranks(
         assert all(type(p).__name__ == "DTensor" for p in llm_frozen)
         assert counts["local_numel"] <= counts["sharded_numel"] // 2 + 64
         assert all(type(p).__name__ == "Parameter" for p in trainable)
-        assert [p for p in model.parameters() if p.requires_grad] == trainable  # the optimizer's objects
+        after = [p for p in model.parameters() if p.requires_grad]  # the objects the optimizer will hold
+        assert len(after) == len(trainable) and all(a is b for a, b in zip(after, trainable, strict=True))
 
         # Training: sharded loss and averaged gradients = the unsharded model's, over both ranks' batches.
         loss = model(**batches[rank]).loss
