@@ -227,17 +227,26 @@ def shard_model(model: nn.Module, settings: FsdpSettings, device: torch.device) 
     }
 
 
+def _comm_device() -> torch.device:
+    """Where the process group's collectives take their tensors: this process's GPU under NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def broadcast_trainable(params: list[nn.Parameter]) -> None:
-    """Give every process rank 0's values of ``params`` (one flat broadcast)."""
+    """Give every process rank 0's values of ``params`` (one flat broadcast; the parameters may still be on the
+    CPU where they were built, the broadcast runs on the process group's device)."""
     if not params or dist.get_world_size() == 1:
         return
-    flat = torch.cat([p.detach().reshape(-1).float() for p in params])
+    device = _comm_device()
+    flat = torch.cat([p.detach().reshape(-1).float().to(device) for p in params])
     dist.broadcast(flat, src=0)
     offset = 0
     with torch.no_grad():
         for p in params:
             n = p.numel()
-            p.copy_(flat[offset : offset + n].view_as(p).to(p.dtype))
+            p.copy_(flat[offset : offset + n].view_as(p).to(p.device, p.dtype))
             offset += n
 
 
@@ -250,9 +259,10 @@ def average_gradients(params: list[nn.Parameter]) -> None:
     world = dist.get_world_size()
     if not params or world == 1:
         return
-    device = params[0].device
+    device = _comm_device()
     grads = [
-        p.grad.reshape(-1).float() if p.grad is not None else torch.zeros(p.numel(), device=device) for p in params
+        p.grad.reshape(-1).float().to(device) if p.grad is not None else torch.zeros(p.numel(), device=device)
+        for p in params
     ]
     present = torch.tensor([float(p.grad is not None) for p in params], device=device)
     flat = torch.cat([*grads, present])
@@ -262,5 +272,5 @@ def average_gradients(params: list[nn.Parameter]) -> None:
     for p, count in zip(params, counts, strict=True):
         n = p.numel()
         if count > 0:
-            p.grad = (flat[offset : offset + n] / world).view_as(p).to(p.dtype)
+            p.grad = (flat[offset : offset + n] / world).view_as(p).to(p.device, p.dtype)
         offset += n
