@@ -80,7 +80,8 @@ class Method:
         default_connector: the connector used when a config does not name one.
         markers: name fragments (``".lora_A."``) of the parameters and modules the method adds; ``owns`` matches
             them against ``"." + name + "."``.
-        not_shardable: why ``vict.training.sharding`` (FSDP) cannot train this method; ``""``: it can.
+        not_shardable: why ``vict.training.sharding`` (FSDP) cannot train this method; ``""``: it can (a method
+            whose answer depends on its settings overrides it with a property).
     """
 
     name: ClassVar[str] = ""
@@ -142,6 +143,12 @@ class Method:
                 f"them off: implement {type(self).__name__}.delta_disabled(llm)"
             )
         return contextlib.nullcontext()
+
+    def unsharded_parameters(self, llm: nn.Module) -> list[nn.Parameter]:
+        """Frozen LLM parameters that FSDP must leave whole on every process: those a gradient reaches from
+        inside a decoder block without passing the block's output (FSDP gathers a block's weights for the backward
+        only when the gradient enters through its output). Default: none."""
+        return []
 
     # --------------------------------------------------------------------------------------------- storage
     def checkpoint_files(self) -> frozenset[str]:

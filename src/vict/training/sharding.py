@@ -175,7 +175,7 @@ def shard_model(model: nn.Module, settings: FsdpSettings, device: torch.device) 
     from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard, register_fsdp_forward_method
     from torch.distributed.tensor import DTensor
 
-    reason = type(model.method).not_shardable
+    reason = model.method.not_shardable
     if reason:
         raise ValueError(
             f"method.type={model.method.name} cannot train under FSDP: {reason}; launch with "
@@ -185,6 +185,7 @@ def shard_model(model: nn.Module, settings: FsdpSettings, device: torch.device) 
     llm_params = {id(p) for p in llm.parameters()}
     embedding = llm.get_input_embeddings().weight
     ignored = {p for p in model.parameters() if p.requires_grad or id(p) not in llm_params or p is embedding}
+    ignored |= set(model.method.unsharded_parameters(llm))
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     offload = CPUOffloadPolicy() if settings.offload_params and device.type != "cpu" else OffloadPolicy()
     kwargs: dict[str, Any] = {"mesh": mesh, "offload_policy": offload, "ignored_params": ignored}

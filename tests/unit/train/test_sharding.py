@@ -106,9 +106,12 @@ def _two_ranks(
                     ref_params[name].copy_(param)
 
         counts = shard_model(model, FsdpSettings(reshard_after_forward=reshard), torch.device("cpu"))
-        # Every frozen LLM weight but the input embedding is split in two; nothing trainable is.
+        # Every frozen LLM weight but the input embedding (and those the method keeps whole) is split in two;
+        # nothing trainable is.
         embedding = model.base_llm.get_input_embeddings().weight
-        llm_frozen = [p for p in model.base_llm.parameters() if not p.requires_grad and p is not embedding]
+        whole = {id(p) for p in model.method.unsharded_parameters(model.base_llm)} | {id(embedding)}
+        assert all(type(p).__name__ == "Parameter" for p in model.base_llm.parameters() if id(p) in whole)
+        llm_frozen = [p for p in model.base_llm.parameters() if not p.requires_grad and id(p) not in whole]
         assert llm_frozen and counts["sharded_tensors"] == len(llm_frozen)
         assert all(type(p).__name__ == "DTensor" for p in llm_frozen)
         assert counts["local_numel"] <= counts["sharded_numel"] // 2 + 64
@@ -149,7 +152,14 @@ def _two_ranks(
 @pytest.mark.ddp
 @pytest.mark.parametrize(
     ("method", "reshard"),
-    [("lora", True), ("lora", False), ("llama_adapter", True), ("vlora", True), ("vpgtrans_lora", True)],
+    [
+        ("lora", True),
+        ("lora", False),
+        ("llama_adapter", True),
+        ("mm_adapter", True),  # its routing pass reaches the blocks' norms from inside: they stay whole
+        ("vlora", True),
+        ("vpgtrans_lora", True),
+    ],
 )
 def test_two_processes_shard_the_frozen_llm_and_compute_what_one_would(
     tmp_path: Path, method: str, reshard: bool, batch_factory
@@ -181,7 +191,9 @@ def test_a_method_that_cannot_be_sharded_is_refused_with_the_reason_and_the_way_
     from vict.models.builders import build_tiny
     from vict.training.sharding import shard_model
 
-    model = build_tiny("mm_adapter", num_extra_queries=4, seed=0)
+    spec = {"type": "mm_adapter", "dim": 8, "groups": 2, "dropout": 0.0, "position": "attn_ffn"}
+    model = build_tiny(spec, num_extra_queries=4, seed=0)
     # refused before anything touches the process group (none is set up here)
-    with pytest.raises(ValueError, match=r"method.type=mm_adapter cannot train under FSDP: .*ddp.yaml"):
+    with pytest.raises(ValueError, match=r"method.type=mm_adapter cannot train under FSDP: .*position=attn.*ddp.yaml"):
         shard_model(model, FsdpSettings(), torch.device("cpu"))
+    assert build_tiny("mm_adapter", num_extra_queries=4, seed=0).method.not_shardable == ""  # position attn

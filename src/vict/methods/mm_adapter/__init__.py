@@ -84,15 +84,28 @@ class MMAdapterMethod(Method):
     trains = "the adapters (down-projection, two experts, router) of the adapted blocks, the modality embedding, the extra queries and the connector"
     settings_class = MMAdapterSettings
     markers = (".mm_adapter.", ".mm_adapter_ffn.", ".mm_modality.")
-    not_shardable = (
-        "its modality-routing pass runs every decoder block a second time in each forward, with gradients, and "
-        "FSDP2's backward (torch 2.13) crashes with a segmentation fault on it (two gloo processes)"
-    )
 
     def __init__(self, settings: Any = None) -> None:
         super().__init__(settings)
         self._body: nn.Module | None = None
         self._adapters: list[MMAdapter] = []
+        self._hooked_norms: list[nn.Module] = []
+
+    @property
+    def not_shardable(self) -> str:  # type: ignore[override]
+        if self.settings.position == "attn_ffn":
+            return (
+                "with method.position=attn_ffn the routing weights of the adapter before each FFN depend on that "
+                "block's attention weights through a path that does not leave the block, which FSDP does not gather "
+                "for the backward (measured: the backward reads freed weights); use method.position=attn, or DDP"
+            )
+        return ""
+
+    def unsharded_parameters(self, llm: nn.Module) -> list[nn.Parameter]:
+        # The routers read the output of the adapted norms inside each block (their forward hooks), and the gradient
+        # of the routing weights flows back through those norms without passing the block's output: FSDP would have
+        # freed their gathered weights by then. They are d floats per block, kept whole.
+        return [p for adapter_norm in self._hooked_norms for p in adapter_norm.parameters()]
 
     def apply(self, llm: nn.Module, vpg: nn.Module) -> nn.Module:
         s = self.settings
@@ -119,6 +132,7 @@ class MMAdapterMethod(Method):
             "dim": s.dim, "groups": s.groups, "dropout": s.dropout, "scale": s.scale, "temperature": s.temperature,
         }  # fmt: skip
         self._adapters = []
+        self._hooked_norms = []
         for i in chosen:
             block = blocks[i]
             spots = [("mm_adapter", block.input_layernorm)]
@@ -129,6 +143,7 @@ class MMAdapterMethod(Method):
                 setattr(block, attr, adapter)
                 norm.register_forward_hook(adapter.hook)
                 self._adapters.append(adapter)
+                self._hooked_norms.append(norm)
         self._body = body
         return llm
 
