@@ -13,7 +13,10 @@ layout). The data flow:
    ``_no_split_modules``) becomes one FSDP unit, every other frozen LLM module that owns weights (final norm,
    LM head) one more, and the ``VisionLLM`` the root unit that owns nothing itself. Ignored by FSDP, so plain and
    replicated: every trainable parameter (LoRA, adapters, queries, connector), the frozen vision side (small next
-   to the LLM) and the input embedding (read before the LLM's first layer; a tied LM head shares it).
+   to the LLM), the input embedding (read before the LLM's first layer; a tied LM head shares it) and the frozen
+   weights the method names (``Method.unsharded_parameters``: a gradient reaches them from inside a block, where
+   FSDP would have freed them; LaVIN's routed norms). A method FSDP cannot train at all says why
+   (``Method.not_shardable``) and is refused.
 4. Training: FSDP all-gathers a unit's frozen weights for its forward (and again for the backward when
    ``reshard_after_forward``) and frees them after; frozen weights have no gradients to reduce. The replicated
    trainable gradients are averaged over the processes once per optimizer step by ``average_gradients`` (one
