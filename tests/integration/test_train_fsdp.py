@@ -1,6 +1,6 @@
 """The shipped FSDP config on CPU: two gloo processes through ``accelerate launch`` around the real `vict train`.
 
-Opt in with ``pytest -m ddp`` (about 70 s on 2 cores): an FSDP run, its resume, and a DDP run of the same config.
+Opt in with ``pytest -m ddp`` (about 55 s on 2 cores): an FSDP run, its resume, and a DDP run of the same config.
 """
 
 from __future__ import annotations

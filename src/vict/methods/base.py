@@ -80,8 +80,6 @@ class Method:
         default_connector: the connector used when a config does not name one.
         markers: name fragments (``".lora_A."``) of the parameters and modules the method adds; ``owns`` matches
             them against ``"." + name + "."``.
-        not_shardable: why ``vict.training.sharding`` (FSDP) cannot train this method; ``""``: it can (a method
-            whose answer depends on its settings overrides it with a property).
     """
 
     name: ClassVar[str] = ""
@@ -90,7 +88,6 @@ class Method:
     settings_class: ClassVar[type] = type(None)
     default_connector: ClassVar[str] = "qformer_tokens"
     markers: ClassVar[tuple[str, ...]] = ()
-    not_shardable: ClassVar[str] = ""
 
     def __init__(self, settings: Any = None) -> None:
         self.settings = settings if settings is not None else self.settings_class()
@@ -143,6 +140,10 @@ class Method:
                 f"them off: implement {type(self).__name__}.delta_disabled(llm)"
             )
         return contextlib.nullcontext()
+
+    def not_shardable(self) -> str:
+        """Why ``vict.training.sharding`` (FSDP) cannot train this method with these settings; ``""``: it can."""
+        return ""
 
     def unsharded_parameters(self, llm: nn.Module) -> list[nn.Parameter]:
         """Frozen LLM parameters that FSDP must leave whole on every process: those a gradient reaches from

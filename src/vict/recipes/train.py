@@ -577,8 +577,7 @@ class TrainRecipe:
     def train(self) -> None:
         """The loop: accumulate ``grad_accum`` micro-batches, clip, step, then log / validate / sample / save."""
         acc, tc = self.accelerator, self.cfg.train
-        model = self.model
-        trainable = [p for p in model.parameters() if p.requires_grad]
+        model, trainable = self.model, self.trainable
         batches = self._batches(self.state.data_position)
         throughput = Throughput()
         window: list[float] = []

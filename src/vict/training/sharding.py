@@ -68,6 +68,7 @@ class FsdpSettings:
     """What vict applies of an accelerate FSDP config, and what it names as having no effect."""
 
     reshard_after_forward: bool = True
+    wrap_layers: bool = True  # one unit per decoder layer (TRANSFORMER_BASED_WRAP); False: NO_WRAP
     layer_classes: list[str] = field(default_factory=list)  # empty: the LLM's ``_no_split_modules``
     offload_params: bool = False
     activation_checkpointing: bool = False
@@ -108,10 +109,8 @@ class FsdpSettings:
                 f"fsdp_auto_wrap_policy: {policy} is not supported by vict's FSDP; use TRANSFORMER_BASED_WRAP "
                 "(one unit per decoder layer) or NO_WRAP"
             )
-        if policy == "TRANSFORMER_BASED_WRAP":
-            settings.layer_classes = list(plugin.transformer_cls_names_to_wrap or [])
-        else:
-            settings.layer_classes = ["-"]  # no layer units: each frozen module with weights is its own unit
+        settings.wrap_layers = policy == "TRANSFORMER_BASED_WRAP"  # NO_WRAP: each frozen module with weights alone
+        settings.layer_classes = list(plugin.transformer_cls_names_to_wrap or [])
         if plugin.ignored_modules:
             raise ValueError(
                 "fsdp_ignored_modules is not supported by vict's FSDP: trainable parameters and the vision side "
@@ -151,8 +150,6 @@ class FsdpSettings:
 
 
 def _layer_modules(llm: nn.Module, classes: list[str]) -> list[nn.Module]:
-    if classes == ["-"]:
-        return []
     wanted = set(classes or getattr(llm, "_no_split_modules", None) or [])
     layers = [m for m in llm.modules() if type(m).__name__ in wanted]
     if not layers:
@@ -178,7 +175,7 @@ def shard_model(model: nn.Module, settings: FsdpSettings, device: torch.device) 
     from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard, register_fsdp_forward_method
     from torch.distributed.tensor import DTensor
 
-    reason = model.method.not_shardable
+    reason = model.method.not_shardable()
     if reason:
         raise ValueError(
             f"method.type={model.method.name} cannot train under FSDP: {reason}; launch with "
@@ -197,7 +194,7 @@ def shard_model(model: nn.Module, settings: FsdpSettings, device: torch.device) 
 
     units = 0
     covered: set[int] = set()
-    for layer in _layer_modules(llm, settings.layer_classes):
+    for layer in _layer_modules(llm, settings.layer_classes) if settings.wrap_layers else []:
         fully_shard(layer, reshard_after_forward=settings.reshard_after_forward, **kwargs)
         covered |= {id(p) for p in layer.parameters()}
         units += 1

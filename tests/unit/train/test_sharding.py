@@ -39,7 +39,7 @@ def test_settings_of_the_shipped_config(fsdp_env):
     )
     assert fsdp_requested()
     settings = FsdpSettings.from_env()
-    assert settings.reshard_after_forward and settings.layer_classes == ["LlamaDecoderLayer"]
+    assert settings.reshard_after_forward and settings.wrap_layers and settings.layer_classes == ["LlamaDecoderLayer"]
     assert not settings.offload_params and not settings.activation_checkpointing and settings.no_effect == []
     assert "freed after each forward" in settings.describe(2)
 
@@ -66,7 +66,7 @@ def test_unsupported_settings_stop_with_the_key_and_the_others_are_named(fsdp_en
         FsdpSettings.from_env()
     fsdp_env(cpu_ram_efficient_loading="false", state_dict_type="SHARDED_STATE_DICT", backward_prefetch="BACKWARD_PRE")
     settings = FsdpSettings.from_env()
-    assert settings.layer_classes == ["-"]
+    assert settings.wrap_layers is False
     named = " ".join(settings.no_effect)
     for key in ("fsdp_state_dict_type", "backward_prefetch"):
         assert key in named
@@ -196,4 +196,4 @@ def test_a_method_that_cannot_be_sharded_is_refused_with_the_reason_and_the_way_
     # refused before anything touches the process group (none is set up here)
     with pytest.raises(ValueError, match=r"method.type=mm_adapter cannot train under FSDP: .*position=attn.*ddp.yaml"):
         shard_model(model, FsdpSettings(), torch.device("cpu"))
-    assert build_tiny("mm_adapter", num_extra_queries=4, seed=0).method.not_shardable == ""  # position attn
+    assert build_tiny("mm_adapter", num_extra_queries=4, seed=0).method.not_shardable() == ""  # position attn

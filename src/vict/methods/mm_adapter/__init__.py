@@ -91,8 +91,7 @@ class MMAdapterMethod(Method):
         self._adapters: list[MMAdapter] = []
         self._hooked_norms: list[nn.Module] = []
 
-    @property
-    def not_shardable(self) -> str:  # type: ignore[override]
+    def not_shardable(self) -> str:
         if self.settings.position == "attn_ffn":
             return (
                 "with method.position=attn_ffn the routing weights of the adapter before each FFN depend on that "
