@@ -1,10 +1,14 @@
 """One run per output folder: a lock held for the whole run, and a guard against silently replacing a finished run.
 
-``RunLock``: ``<output_dir>/.vict-run.lock`` is created atomically (``O_CREAT | O_EXCL``) and held with an OS
-advisory lock (``fcntl.flock``) while the run lives. It records who holds it (pid, host, start time, command), so a
-second run on the same folder fails at once naming the holder (``RunLockedError``). A lock whose holder is gone is
-stale and is cleared with a warning: the advisory lock is free (the kernel drops it when its process dies, however
-it dies), or the recorded process no longer exists on this host. The holder removes the file when it releases it.
+``RunLock``: ``<output_dir>/.vict-run.lock`` is held with an OS advisory lock (``fcntl.flock``) while the run
+lives. It records who holds it (pid, host, start time, command), so a second run on the same folder fails at once
+naming the holder (``RunLockedError``). The file appears complete: the record is written and flocked in a private
+temporary file (``.vict-run.lock.tmp-*``) that is then hard-linked into place, which fails when a lock exists
+already; so no other process ever sees the lock file empty, or free before its holder took it, however long the
+holder is paused. Where the file system has no hard links it is created in place with ``O_CREAT | O_EXCL`` and an
+empty file younger than a few seconds is waited for. A lock whose holder is gone is stale and is cleared with a
+warning: the advisory lock is free (the kernel drops it when its process dies, however it dies), or the recorded
+process no longer exists on this host. The holder removes the file when it releases it.
 
 ``check_previous_run`` / ``remove_previous_run``: a folder that holds an earlier run's outputs (``final/``,
 ``checkpoints/``, a non-empty ``metrics.jsonl``) is refused unless the run resumes it (``PreviousRunError`` names
@@ -21,6 +25,7 @@ import errno
 import json
 import logging
 import os
+import secrets
 import shlex
 import shutil
 import socket
@@ -47,6 +52,8 @@ LOCK_NAME = ".vict-run.lock"
 _FRESH_S = 5.0
 """A lock file younger than this with no content yet is being written by its creator: wait, do not clear it."""
 _ATTEMPTS = 200
+_TEMPORARY = ".tmp-"
+"""Infix of the private files a lock is written in before it is linked into place."""
 
 
 # ================================================================================================ the lock
@@ -218,23 +225,12 @@ class RunLock:
             self._created_dir = not self.output_dir.exists()
             self.output_dir.mkdir(parents=True, exist_ok=True)
             for _ in range(_ATTEMPTS):
-                try:
-                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-                except FileExistsError:
+                fd = self._publish()
+                if fd is None:
                     self._examine_existing()  # raises when held; returns after clearing a stale lock or waiting
                     continue
-                try:
-                    # Ours: only a process examining it at this very moment can hold its flock, and only briefly.
-                    if _try_flock(fd, wait_s=2.0) is False:
-                        raise RunLockedError(self.output_dir, None, self.setting)
-                    os.write(fd, json.dumps(self._record()).encode())
-                    os.fsync(fd)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.unlink(self.path)
-                    os.close(fd)
-                    raise
                 self._fd = fd
+                self._clear_orphaned_temporaries()
                 return self
             raise RunLockedError(self.output_dir, self._current_holder(), self.setting)
         except PermissionError as err:
@@ -281,6 +277,72 @@ class RunLock:
             "command": self.command,
             "output_dir": str(self.output_dir.resolve()),
         }
+
+    def _publish(self) -> int | None:
+        """Put a complete, flocked lock file in place: the open descriptor holding it, ``None`` when a lock file
+        exists already."""
+        temporary = self.output_dir / f"{LOCK_NAME}{_TEMPORARY}{os.getpid()}-{secrets.token_hex(4)}"
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            if _try_flock(fd, wait_s=2.0) is False:  # only a cleaner examining it this instant can hold it
+                os.close(fd)
+                return None  # looked at again
+            os.write(fd, json.dumps(self._record()).encode())
+            os.fsync(fd)
+            os.link(temporary, self.path)  # atomic, and fails when the lock file exists
+        except FileExistsError:
+            os.close(fd)
+            return None
+        except OSError as err:
+            os.close(fd)
+            if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK):
+                raise
+            return self._create_in_place()  # a file system without hard links
+        except BaseException:
+            os.close(fd)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        return fd
+
+    def _create_in_place(self) -> int | None:
+        """``_publish`` without hard links: create the lock file itself (``O_EXCL``), then flock and fill it; until
+        then others see it empty and wait (``_FRESH_S``)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return None
+        try:
+            # Ours: only a process examining it at this very moment can hold its flock, and only briefly.
+            if _try_flock(fd, wait_s=2.0) is False:
+                raise RunLockedError(self.output_dir, None, self.setting)
+            os.write(fd, json.dumps(self._record()).encode())
+            os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            os.close(fd)
+            raise
+        return fd
+
+    def _clear_orphaned_temporaries(self) -> None:
+        """Remove temporary lock files left by processes killed while publishing (their flock is free and they are
+        older than ``_FRESH_S``); a live publisher's is flocked from its first moment and kept."""
+        for path in self.output_dir.glob(f"{LOCK_NAME}{_TEMPORARY}*"):
+            try:
+                if time.time() - path.stat().st_mtime < _FRESH_S:
+                    continue
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if _try_flock(fd) is not False:
+                    path.unlink()
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     def _examine_existing(self) -> None:
         """The lock file exists: raise ``RunLockedError`` if its holder lives, else clear it (or wait a moment if

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -139,6 +142,77 @@ def test_an_old_empty_lock_file_is_stale_but_a_fresh_one_is_waited_for(tmp_path:
     with RunLock(tmp_path):
         pass
     assert time.monotonic() - start >= 0.25
+
+
+def test_the_lock_file_appears_complete_even_when_its_creator_is_paused_at_once(tmp_path: Path):
+    # The creator stops itself the instant its lock file appears (however it is made): a second run still meets a named, flocked holder
+    # (never an empty file it would wait for, call unidentified, or clear as stale).
+    code = (
+        "import os, signal, sys\n"
+        "from vict.training import run_lock\n"
+        "real_open, real_link = os.open, os.link\n"
+        "def appeared(path):\n"
+        "    if str(path).endswith(run_lock.LOCK_NAME):\n"
+        "        os.kill(os.getpid(), signal.SIGSTOP)\n"
+        "def link(a, b):\n"
+        "    real_link(a, b)\n"
+        "    appeared(b)\n"
+        "def open_(path, flags, *args):\n"
+        "    fd = real_open(path, flags, *args)\n"
+        "    if flags & os.O_CREAT:\n"
+        "        appeared(path)\n"
+        "    return fd\n"
+        "run_lock.os.link, run_lock.os.open = link, open_\n"
+        f"lock = run_lock.RunLock({str(tmp_path)!r}).acquire(); print('ready', flush=True); sys.stdin.readline()\n"
+        "lock.release()"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / LOCK_NAME).exists():
+            assert holder.poll() is None and time.monotonic() < deadline
+            time.sleep(0.001)
+        with pytest.raises(RunLockedError, match=rf"PID {holder.pid} on host {HOST}"):
+            RunLock(tmp_path).acquire()
+        os.kill(holder.pid, signal.SIGCONT)
+        assert holder.stdout.readline().strip() == "ready"
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]  # its temporary file is gone
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(holder.pid, signal.SIGCONT)
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_temporaries_of_killed_creators_are_cleared_and_a_live_ones_kept(tmp_path: Path):
+    import fcntl
+
+    orphan, young, live = (tmp_path / f"{LOCK_NAME}.tmp-{n}" for n in ("1-dead", "2-young", "3-live"))
+    for path in (orphan, young, live):
+        path.write_text("")
+    for path in (orphan, live):
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    fd = os.open(live, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # its creator is still writing it
+    try:
+        with RunLock(tmp_path):
+            pass
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [young.name, live.name]
+
+
+def test_without_hard_links_the_lock_is_created_in_place(tmp_path: Path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted", str(src))
+
+    monkeypatch.setattr(run_lock.os, "link", no_links)
+    with RunLock(tmp_path, command="vict train a.yaml"):
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["command"] == "vict train a.yaml"
+        with pytest.raises(RunLockedError, match=rf"PID {os.getpid()} on host {HOST}"):
+            RunLock(tmp_path).acquire()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unwritable_folder_is_a_clear_permission_error(tmp_path: Path, monkeypatch):
