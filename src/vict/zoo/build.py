@@ -7,8 +7,13 @@ Data flow (every image and text comes from the in-memory scene stream, ``vict.zo
 4. BLIP-2's stage 1 in miniature: the Q-Former and queries learn to extract every cell's attributes from the frozen
    vision encoder (``vict.zoo.vision_pretrain.pretrain_qformer``);
 5. BLIP-2's generative stage: Q-Former, queries and projection learn to caption fresh stream images through the
-   frozen vision encoder and the frozen source OPT (``vict.zoo.blip2``);
-6. quality on held-out stream images (another stream seed): caption token accuracy by attribute and CIDEr.
+   frozen vision encoder and the source OPT (tuned with its text replayed, ``Blip2Spec.train_language_model``;
+   ``vict.zoo.blip2``);
+6. optionally (``Blip2Spec.reading_steps``; 0 in the shipped presets, BLIP-2's captioning-only recipe) a reading
+   stage: the same parts go on learning on fresh stream images whose text is the dense caption or the image's
+   reading document with the query outputs in place of its dense caption (``train_blip2_reading``), so the BLIP-2
+   answers ``Question: ... Short answer:`` from the image as its LM answers from a dense caption (docs/tuning.md);
+7. quality on held-out stream images (another stream seed): caption token accuracy by attribute and CIDEr.
 
 Layout of a build, ``<out>/<key>/``:
 - ``blip2/``: a Hugging Face BLIP-2 directory (tiny ViT + Q-Former + the source OPT), loadable by
@@ -100,7 +105,7 @@ def zoo_key(config: ZooConfig, seed: int) -> str:
     return cache_key(config.to_dict(), seed)
 
 
-STREAM_SEEDS: dict[str, int] = {"text": 1, "vision": 2, "blip2": 3, "eval": 4, "qformer": 5}
+STREAM_SEEDS: dict[str, int] = {"text": 1, "vision": 2, "blip2": 3, "eval": 4, "qformer": 5, "reading": 6}
 """Stream seed of each stage is ``seed * 1000 + offset`` (``eval`` is held out from every training stage)."""
 
 
@@ -254,7 +259,21 @@ def _build_into(
         replay_texts=lm.encode_texts(source_tok, train_docs, config.source_lm.max_positions),
         max_steps=max_steps,
     )
-    trained = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
+    quality = {"untrained": untrained}
+    reading_trace = None
+    if spec.reading_steps:  # 7. the reading stage: the query outputs in place of reading documents' dense caption
+        quality["after_generative_stage"] = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
+        reading_trace = blip2_lib.train_blip2_reading(
+            model,
+            SceneStream(stream_seed(seed, "reading"), spec.image_size),
+            source_tok,
+            spec,
+            seed * 1000 + 7,
+            progress,
+            replay_texts=lm.encode_texts(source_tok, train_docs, config.source_lm.max_positions),
+            max_steps=max_steps,
+        )
+    trained = quality["trained"] = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
     blip2_lib.save_blip2(model, processor, root / "blip2")
     # The source LM directory holds exactly the LM inside the BLIP-2 (frozen, or tuned in the generative stage).
     final_source_lm = model.language_model
@@ -275,6 +294,7 @@ def _build_into(
         "vision": vision_trace,
         "qformer": qformer_trace,
         "blip2": blip2_trace,
+        **({"blip2_reading": reading_trace} if reading_trace is not None else {}),
     }
     return {
         "config": config.to_dict(),
@@ -286,6 +306,11 @@ def _build_into(
             "text_documents": len(docs),
             "vision_images": len(vision_trace.losses) * spec.vision_batch_size,
             "blip2_images": len(blip2_trace.losses) * spec.batch_size,
+            **(
+                {"blip2_reading_images": len(reading_trace.losses) * spec.batch_size}
+                if reading_trace is not None
+                else {}
+            ),
         },
         "first_losses": {name: trace.losses[:PREFIX_LOSSES] for name, trace in traces.items()},
         "source_lm": {
@@ -319,7 +344,8 @@ def _build_into(
             "num_query_tokens": spec.num_query_tokens,
             "trained_parameters": blip2_lib.trainable_parameter_count(model),
             "train": blip2_trace.summary(),
-            "quality_val": {"untrained": untrained, "trained": trained},
+            **({"reading_train": reading_trace.summary()} if reading_trace is not None else {}),
+            "quality_val": quality,
         },
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "versions": {

@@ -35,12 +35,18 @@ def document(captions: Sequence[str], qas: Sequence[tuple[str, str, str]], rng: 
     answer)`` triples (module doc)."""
     if not qas or rng.random() < ALT_TEXT_P:
         return rng.choice(list(captions))
+    return f"{captions[0]} {reading_text(qas, rng)}"
+
+
+def reading_text(qas: Sequence[tuple[str, str, str]], rng: random.Random) -> str:
+    """The part of a reading document after its dense caption: some of ``qas`` (shuffled), each question followed by
+    its sentence answer, then one more as ``Question: ... Short answer: ...``. The BLIP-2's reading stage puts the
+    image's query outputs where the dense caption stood (``vict.zoo.blip2.train_blip2_reading``)."""
     qas = list(qas)
     rng.shuffle(qas)
     reasoned = rng.randint(0, len(qas) - 1)
     question, answer, _ = qas[reasoned]
-    sentences = [captions[0], *(f"{q} {full}" for q, _, full in qas[:reasoned])]
-    return " ".join([*sentences, QA_TEXT_TEMPLATE.format(question, answer)])
+    return " ".join([*(f"{q} {full}" for q, _, full in qas[:reasoned]), QA_TEXT_TEMPLATE.format(question, answer)])
 
 
 def stream_documents(seed: int, count: int) -> list[str]:

@@ -93,6 +93,17 @@ class Blip2Spec:
     )
     batch_size: int = help_field("stage 2: fresh stream images per step", default=16)
     lr: float = help_field("stage 2: peak AdamW learning rate", default=1e-3)
+    reading_steps: int = help_field(
+        "stage 3 (the reading stage, after the generative one): optimiser steps on fresh stream images whose text is "
+        "the dense caption or the image's reading document with the query outputs in place of its dense caption "
+        "(vict.zoo.blip2.train_blip2_reading); 0 skips it: BLIP-2's captioning-only recipe, the shipped presets' "
+        "(600 made the source BLIP-2 answer 76% of GQA-mini without context, above every VICT row: docs/tuning.md)",
+        default=0,
+    )
+    reading_lr: float = help_field("stage 3: peak AdamW learning rate", default=5e-4)
+    reading_caption_p: float = help_field(
+        "stage 3: share of images whose text is the dense caption (the rest get a reading document)", default=0.5
+    )
     init_std: float = help_field(
         "std of the vision initialiser and of the query tokens (transformers defaults: 1e-10 and 0)", default=0.02
     )
@@ -119,6 +130,8 @@ class Blip2Spec:
             out.append(f"blip2.num_query_tokens={self.num_query_tokens} must be positive")
         if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0:
             out.append("blip2: steps >= 0, batch_size > 0 and lr > 0 are required")
+        if self.reading_steps < 0 or self.reading_lr <= 0 or not 0.0 <= self.reading_caption_p <= 1.0:
+            out.append("blip2: reading_steps >= 0, reading_lr > 0 and 0 <= reading_caption_p <= 1 are required")
         if self.qformer_steps < 0:
             out.append(f"blip2.qformer_steps={self.qformer_steps} must be >= 0")
         if self.vision_steps < 0 or self.vision_batch_size <= 0 or self.vision_lr <= 0:
@@ -220,6 +233,8 @@ PRESETS: dict[str, ZooConfig] = {
             steps=30,
             batch_size=8,
             lr=3e-3,
+            reading_steps=10,
+            reading_lr=1e-3,
         ),
         text_scenes=150,
         eval_images=8,

@@ -41,8 +41,14 @@ def test_layout_and_manifest(micro_zoo: ZooPaths) -> None:
     micro = get_preset("micro")
     assert manifest["stream"]["vision_images"] == micro.blip2.vision_steps * micro.blip2.vision_batch_size
     assert manifest["stream"]["text_documents"] == micro.text_scenes
-    assert len(set(manifest["stream"]["seeds"].values())) == 5  # every stage draws its own images
-    assert all(len(v) == min(20, manifest[k]["train"]["steps"]) for k, v in manifest["first_losses"].items())
+    assert len(set(manifest["stream"]["seeds"].values())) == 6  # every stage draws its own images
+    trains = {k: manifest[k]["train"] for k in manifest["first_losses"] if k != "blip2_reading"}
+    trains["blip2_reading"] = manifest["blip2"]["reading_train"]  # micro runs the optional reading stage
+    assert (
+        set(trains) == set(manifest["first_losses"]) and trains["blip2_reading"]["steps"] == micro.blip2.reading_steps
+    )
+    assert all(len(v) == min(20, trains[k]["steps"]) for k, v in manifest["first_losses"].items())
+    assert set(manifest["blip2"]["quality_val"]) == {"untrained", "after_generative_stage", "trained"}
     # no temporary build folder is left behind
     assert [p.name for p in micro_zoo.root.parent.iterdir()] == [micro_zoo.key]
 
@@ -172,5 +178,5 @@ def test_a_build_prefix_reproduces_the_first_losses(micro_zoo: ZooPaths, tmp_pat
     full, short = micro_zoo.manifest()["first_losses"], prefix.manifest()["first_losses"]
     for stage, losses in short.items():
         assert len(losses) == 5, stage
-        if stage != "blip2":  # the generative stage starts from the stage-1 Q-Former, which no build keeps
+        if stage not in ("blip2", "blip2_reading"):  # they start from the stage-1 Q-Former, which no build keeps
             assert losses == full[stage][:5], stage  # bit-identical floats

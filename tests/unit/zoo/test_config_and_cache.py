@@ -12,7 +12,7 @@ import torch
 from vict.zoo import PRESETS, ZooConfig, get_preset
 from vict.zoo.blip2 import caption_batch
 from vict.zoo.cache import MANIFEST, atomic_folder, cache_key, is_complete
-from vict.zoo.presets import LMSpec
+from vict.zoo.presets import Blip2Spec, LMSpec
 from vict.zoo.quality import cider
 from vict.zoo.training import batch_indices
 from vict.zoo.world_text import load_split
@@ -32,9 +32,11 @@ def test_invalid_config_lists_every_problem() -> None:
         ZooConfig(
             source_lm=LMSpec(tokenizer="bpe", hidden_size=130, num_heads=4),
             target_lm=LMSpec(tokenizer="bpe"),
+            blip2=Blip2Spec(reading_caption_p=1.5),
             num_threads=0,
         )
     msg = str(exc.value)
+    assert "0 <= reading_caption_p <= 1" in msg
     assert "source_lm.hidden_size=130 is not divisible by num_heads=4" in msg
     assert "both 'bpe'" in msg and "'wordlevel'" in msg
     assert "num_threads=0" in msg

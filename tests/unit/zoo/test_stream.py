@@ -107,3 +107,37 @@ def test_world_documents_are_held_out_and_deterministic(micro_world: Path) -> No
     assert document(["A cap."], [], random.Random(0)) == "A cap."
     for doc, im in zip(docs, images, strict=True):
         assert doc in im.captions or any(doc.endswith(f"Short answer: {a}") for _, a, _ in im.qas)
+
+
+def test_the_reading_stage_puts_the_image_where_a_reading_document_has_its_dense_caption() -> None:
+    from vict.zoo.blip2 import reading_stage_texts
+
+    batch = SceneStream(3, 1).batch(0, 200, images=False)
+    texts = reading_stage_texts(batch, random.Random(0), caption_p=0.5)
+    assert texts == reading_stage_texts(batch, random.Random(0), caption_p=0.5)
+    captions = reading = 0
+    for text, caps, questions in zip(texts, batch.captions, batch.questions, strict=True):
+        if text == caps[0]:
+            captions += 1
+            continue
+        reading += 1
+        assert caps[0] not in text  # the image stands for the dense caption: the text never states it
+        assert any(text.endswith(QA_TEXT_TEMPLATE.format(q.question, q.answer)) for q in questions), text
+        # questions of this image, each answered by a sentence, then the asked one (vict.zoo.corpus.reading_text)
+        assert text.startswith(("Question: ", *(f"{q.question} " for q in questions))), text
+    assert 70 < captions < 130 and reading == 200 - captions
+    assert all(t == c[0] for t, c in zip(reading_stage_texts(batch, random.Random(0), 1.0), batch.captions))
+    assert not set(reading_stage_texts(batch, random.Random(0), 0.0)) & {c[0] for c in batch.captions}
+
+
+def test_a_reading_document_is_its_dense_caption_then_its_reading_text() -> None:
+    from vict.zoo.corpus import ALT_TEXT_P, reading_text
+
+    batch = SceneStream(4, 1).batch(0, 50, images=False)
+    for k, (caps, questions) in enumerate(zip(batch.captions, batch.questions, strict=True)):
+        qas = [(q.question, q.answer, q.full_answer) for q in questions]
+        doc, rng = document(caps, qas, random.Random(k)), random.Random(k)
+        if rng.random() < ALT_TEXT_P:
+            assert doc in caps
+        else:
+            assert doc == f"{caps[0]} {reading_text(qas, rng)}"
