@@ -184,6 +184,20 @@ def test_micro_quickstart_report_and_same_seed_same_numbers(tmp_path: Path, caps
     assert again["config"]["zoo"]["reused"] is True
     assert _numbers(again) == _numbers(first)
 
+    # a zoo given by its folder (`--zoo DIR`, e.g. a `vict zoo build --set ...`) is used as it is, never rebuilt
+    zoo_dir = Path(first["config"]["zoo"]["dir"])
+    given = qs.quickstart(tmp_path / "b", MICRO, seed=0, printer=lambda line: None, zoo_dir=zoo_dir)
+    assert given["config"]["zoo"]["dir"] == str(zoo_dir) and not (tmp_path / "b" / "zoo").exists()
+    assert _numbers(given) == _numbers(first)
+
+
+def test_cli_rejects_a_zoo_folder_that_is_not_a_build(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["quickstart", "--out", str(tmp_path / "out"), "--zoo", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--zoo {tmp_path}: {tmp_path} is not a finished zoo build (no zoo.json)" in err
+    assert "vict zoo build" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before any stage
+
 
 def test_cli_rejects_unknown_preset(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exc:

@@ -397,7 +397,11 @@ def blind_baselines(world: Path, split: str = "test") -> dict[str, float]:
 
 
 def quickstart(
-    out: Path, preset: str | QuickstartPreset = "default", seed: int = 0, printer: Callable[[str], None] = print
+    out: Path,
+    preset: str | QuickstartPreset = "default",
+    seed: int = 0,
+    printer: Callable[[str], None] = print,
+    zoo_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run every stage into ``out`` and return the report (also written to ``out/report.json``).
 
@@ -406,6 +410,8 @@ def quickstart(
         preset: ``"fast"``, ``"default"`` or a ``QuickstartPreset`` (tests use smaller ones).
         seed: seed of the world, the zoo and both trainings.
         printer: receives every progress line.
+        zoo_dir: a finished zoo build to use instead of the preset's zoo (``vict zoo build --set ...``; checked by
+            ``vict.zoo.open_zoo``).
     """
     from vict.config import config_from_dict
     from vict.data.world import generate_world
@@ -420,7 +426,7 @@ def quickstart(
     from vict.recipes.train import train
     from vict.recipes.transfer import prepare_merged_projector, scratch_config, transfer_summary
     from vict.transfer.texts import world_texts
-    from vict.zoo import resolve_zoo
+    from vict.zoo import open_zoo, resolve_zoo
     from vict.zoo.probe import probe_vpg
 
     if isinstance(preset, str):
@@ -441,7 +447,9 @@ def quickstart(
         generate_world(world, images=p.world_images, seed=seed, overwrite=True)
 
     clock.run("world", make_world)
-    zoo = clock.run("zoo", lambda: resolve_zoo(p.zoo, out / "zoo", progress=printer))
+    zoo = clock.run(
+        "zoo", lambda: open_zoo(zoo_dir) if zoo_dir is not None else resolve_zoo(p.zoo, out / "zoo", progress=printer)
+    )
 
     finals: dict[str, Path] = {}
     configs: dict[str, dict[str, Any]] = {}
@@ -635,6 +643,7 @@ def quickstart_seeds(
     preset: str | QuickstartPreset = "default",
     seeds: Sequence[int] = (0, 1, 2),
     printer: Callable[[str], None] = print,
+    zoo_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``quickstart`` once per seed into ``out/seed-<k>/`` (each a complete single-seed run), then write
     ``out/report.json`` and ``out/report.md``: every number as ``{"mean", "std"}`` over the seeds (sample std,
@@ -649,7 +658,7 @@ def quickstart_seeds(
     reports, paths = {}, {}
     for k in seeds:
         printer(f"== seed {k} ({seeds.index(k) + 1}/{len(seeds)}) into {out / f'seed-{k}'}")
-        reports[k] = quickstart(out / f"seed-{k}", preset, seed=k, printer=printer)
+        reports[k] = quickstart(out / f"seed-{k}", preset, seed=k, printer=printer, zoo_dir=zoo_dir)
         paths[k] = out / f"seed-{k}" / "report.json"
     report = aggregate_seeds(reports, paths)
     plot_gqa(report["gqa"], report["baselines"], out / "gqa_context.png")
@@ -678,6 +687,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(PRESETS),
         help="fast (~2 min), default (~9 min) or scienceqa (VICT, LaVIN and VLoRA on ScienceQA-mini, ~9 min)",
     )
+    parser.add_argument(
+        "--zoo",
+        default=None,
+        metavar="DIR",
+        help="a finished zoo build to use instead of the shipped zoo (made by `vict zoo build --set KEY=VALUE "
+        "--out OUT`: OUT/<key>)",
+    )
     seed = parser.add_mutually_exclusive_group()
     seed.add_argument(
         "--seed", type=int, default=None, help="seed of the world, the zoo and the trainings (default 0)"
@@ -693,11 +709,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the quickstart (once, or once per seed of ``--seeds``) and print the report's tables."""
+    from vict.zoo import ZooIntegrityError, open_zoo
+
     out = Path(args.out)
+    zoo_dir = Path(args.zoo) if args.zoo else None
+    if zoo_dir is not None:
+        try:
+            open_zoo(zoo_dir)  # before any stage: a wrong folder fails at once
+        except ZooIntegrityError as err:
+            raise ValueError(f"--zoo {zoo_dir}: {err}") from None  # the command cannot run as given: exit 2
     if args.seeds is not None:
-        report = quickstart_seeds(out, args.preset, args.seeds)
+        report = quickstart_seeds(out, args.preset, args.seeds, zoo_dir=zoo_dir)
     else:
-        report = quickstart(out, args.preset, 0 if args.seed is None else args.seed)
+        report = quickstart(out, args.preset, 0 if args.seed is None else args.seed, zoo_dir=zoo_dir)
     print(markdown(report))
     print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
     return 0

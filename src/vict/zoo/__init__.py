@@ -2,14 +2,15 @@
 
 ``resolve_zoo(preset, cache_dir)`` gives the shipped zoo (``vict.zoo.shipped``, SHA-256 checked) or a cached
 build; ``build_zoo(out_dir, preset, seed)`` trains one (or reuses a cached build) and returns ``ZooPaths``;
-presets are in ``vict.zoo.presets``.
+``open_zoo(folder)`` opens a finished build; presets are in ``vict.zoo.presets`` (``with_overrides`` changes a
+preset's settings, as ``vict zoo build --set`` does).
 """
 
 from __future__ import annotations
 
 from vict.zoo.build import ZooPaths, build_zoo, zoo_key
-from vict.zoo.presets import PRESETS, Blip2Spec, LMSpec, ZooConfig, get_preset
-from vict.zoo.shipped import ZooIntegrityError, resolve_zoo, shipped_zoo
+from vict.zoo.presets import PRESETS, Blip2Spec, LMSpec, ZooConfig, get_preset, with_overrides
+from vict.zoo.shipped import ZooIntegrityError, open_zoo, resolve_zoo, shipped_zoo
 
 __all__ = [
     "PRESETS",
@@ -20,7 +21,9 @@ __all__ = [
     "ZooPaths",
     "build_zoo",
     "get_preset",
+    "open_zoo",
     "resolve_zoo",
     "shipped_zoo",
+    "with_overrides",
     "zoo_key",
 ]

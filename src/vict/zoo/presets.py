@@ -9,6 +9,7 @@ the step time on 2 CPU cores (measured histories: ``docs/tuning.md``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,3 +252,54 @@ def get_preset(name: str) -> ZooConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown zoo preset {name!r}; use one of {sorted(PRESETS)}")
     return PRESETS[name]
+
+
+def with_overrides(config: ZooConfig, overrides: Sequence[str]) -> ZooConfig:
+    """``config`` with ``KEY=VALUE`` settings applied (``vict zoo build --set``): dotted keys of ``to_dict()``
+    (``blip2.reading_steps=600``, ``target_lm.num_layers=4``, ``text_scenes=10000``), each value read as the
+    field's type. An unknown key, a value of the wrong type or a malformed item is a ``ValueError`` naming it
+    (and, for a key, the known ones); the result is validated like any config."""
+    data = config.to_dict()
+    known = sorted(_dotted_keys(data))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. blip2.reading_steps=600")
+        *parents, leaf = key.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], dict):
+            raise ValueError(f"--set {item!r}: unknown zoo setting {key!r}; known settings: {', '.join(known)}")
+        value = _parse_like(node[leaf], raw.strip())
+        if value is None:
+            raise ValueError(
+                f"--set {item!r}: {key} takes a {type(node[leaf]).__name__} (it is {node[leaf]!r}), got {raw.strip()!r}"
+            )
+        node[leaf] = value
+    return ZooConfig.from_dict(data)
+
+
+def _parse_like(old: object, raw: str) -> object | None:
+    """``raw`` read as a value of ``old``'s type (``None`` when it is not one)."""
+    if isinstance(old, bool):
+        return {"true": True, "false": False, "1": True, "0": False}.get(raw.lower())
+    try:
+        if isinstance(old, int):
+            return int(raw)
+        if isinstance(old, float):
+            return float(raw)
+    except ValueError:
+        return None
+    return raw if isinstance(old, str) else None
+
+
+def _dotted_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out += _dotted_keys(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}")
+    return out

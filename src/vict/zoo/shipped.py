@@ -116,6 +116,25 @@ def ship(build: ZooPaths, preset: str) -> ZooPaths:
     return ZooPaths.at(target, reused=True)
 
 
+def open_zoo(folder: str | Path) -> ZooPaths:
+    """A finished zoo build given by its folder (``vict quickstart --zoo``): ``zoo.json``, ``blip2/``, ``source_lm/``
+    and ``target_lm/`` must be there (a ``ZooIntegrityError`` names what is missing and how to build one), and a
+    folder with ``SHA256SUMS`` (a shipped zoo) is checked against it."""
+    root = Path(folder)
+    build = "build one with `vict zoo build --preset NAME [--set KEY=VALUE] --out DIR` and pass DIR/<key>"
+    if not root.is_dir():
+        raise ZooIntegrityError(f"zoo folder {root} does not exist; {build}")
+    if not (root / MANIFEST).is_file():
+        raise ZooIntegrityError(f"{root} is not a finished zoo build (no {MANIFEST}); {build}")
+    paths = ZooPaths.at(root, reused=True)
+    for sub in (paths.blip2_dir, paths.source_lm_dir, paths.target_lm_dir):
+        if not (sub / "config.json").is_file():
+            raise ZooIntegrityError(f"{sub}/config.json is missing: {root} is not a complete zoo build; {build}")
+    if (root / CHECKSUMS).is_file():
+        verify(root, paths.manifest()["config"].get("name", "default"))
+    return paths
+
+
 def resolve_zoo(preset: str, cache_dir: Path, progress: ProgressFn = quiet) -> ZooPaths:
     """The zoo of ``preset``: the shipped one (checked) if it ships, else a seed-0 build cached in ``cache_dir``."""
     get_preset(preset)  # a clear error for an unknown name

@@ -94,3 +94,43 @@ def test_cider_hand_checked() -> None:
     assert 0 < partial < perfect
     with pytest.raises(ValueError, match="2 predictions for 1 reference sets"):
         cider(["a", "b"], refs[:1])
+
+
+def test_overrides_change_nested_settings_and_name_every_mistake() -> None:
+    from vict.zoo import with_overrides, zoo_key
+
+    base = get_preset("default")
+    changed = with_overrides(base, ["blip2.reading_steps=600", "target_lm.num_layers=4", "blip2.reading_lr=1e-3"])
+    assert changed.blip2.reading_steps == 600 and changed.target_lm.num_layers == 4
+    assert changed.blip2.reading_lr == 1e-3 and isinstance(changed.blip2.reading_lr, float)
+    assert with_overrides(base, ["blip2.lr=1"]).blip2.lr == 1.0  # an int where a float goes
+    assert changed.source_lm == base.source_lm and zoo_key(changed, 0) != zoo_key(base, 0)
+    assert with_overrides(base, []) == base
+    with pytest.raises(
+        ValueError, match=r"unknown zoo setting 'blip2.reading_step'; known settings: .*blip2.reading_steps"
+    ):
+        with_overrides(base, ["blip2.reading_step=600"])
+    with pytest.raises(ValueError, match=r"unknown zoo setting 'blip2'"):
+        with_overrides(base, ["blip2=3"])
+    with pytest.raises(ValueError, match=r"blip2.reading_steps takes a int \(it is 0\), got 'many'"):
+        with_overrides(base, ["blip2.reading_steps=many"])
+    with pytest.raises(ValueError, match=r"expected KEY=VALUE"):
+        with_overrides(base, ["blip2.reading_steps"])
+    with pytest.raises(ValueError, match=r"0 <= reading_caption_p <= 1"):  # validated as any config
+        with_overrides(base, ["blip2.reading_caption_p=2.0"])
+
+
+def test_zoo_build_cli_applies_overrides_and_refuses_to_ship_them(tmp_path: Path, capsys) -> None:
+    import json
+
+    from vict.cli import main
+
+    args = ["zoo", "build", "--preset", "micro", "--out", str(tmp_path), "--set", "blip2.reading_steps=3"]
+    assert main([*args, "--ship"]) == 2
+    assert "without --set" in capsys.readouterr().out and not any(tmp_path.iterdir())
+    assert main(["zoo", "build", "--preset", "micro", "--set", "blip2.nope=1", "--out", str(tmp_path)]) == 2
+    assert "unknown zoo setting 'blip2.nope'" in capsys.readouterr().out
+    assert main(args) == 0
+    (built,) = tmp_path.iterdir()
+    manifest = json.loads((built / "zoo.json").read_text())
+    assert manifest["config"]["blip2"]["reading_steps"] == 3 and manifest["blip2"]["reading_train"]["steps"] == 3

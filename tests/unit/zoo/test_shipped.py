@@ -82,3 +82,25 @@ def test_resolve_zoo_uses_the_shipped_zoo_or_builds(tmp_path: Path) -> None:
     assert isinstance(built, ZooPaths) and built.root.parent == tmp_path
     with pytest.raises(ValueError, match="unknown zoo preset"):
         resolve_zoo("huge", tmp_path)
+
+
+def test_open_zoo_takes_a_finished_build_and_names_what_is_wrong(shipped_copy: Path, tmp_path: Path) -> None:
+    from vict.zoo import open_zoo
+
+    assert open_zoo(shipped_copy).blip2_dir == shipped_copy / "blip2"  # checked against its SHA256SUMS
+    with pytest.raises(ZooIntegrityError, match=r"does not exist; build one with `vict zoo build"):
+        open_zoo(tmp_path / "nowhere")
+    with pytest.raises(ZooIntegrityError, match=r"not a finished zoo build \(no zoo.json\)"):
+        open_zoo(tmp_path)
+    copy = tmp_path / "copy"
+    shutil.copytree(shipped_copy, copy)
+    (copy / CHECKSUMS).unlink()
+    assert open_zoo(copy).root == copy  # a plain build has no checksums
+    shutil.rmtree(copy / "target_lm")
+    with pytest.raises(ZooIntegrityError, match=r"target_lm/config.json is missing"):
+        open_zoo(copy)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(shipped_copy, damaged)
+    (damaged / "zoo.json").write_text((damaged / "zoo.json").read_text() + " ")
+    with pytest.raises(ZooIntegrityError, match=r"zoo\.json is damaged"):
+        open_zoo(damaged)
