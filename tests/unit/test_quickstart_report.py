@@ -153,8 +153,8 @@ def test_seeds_run_one_full_quickstart_per_seed_then_aggregate(
 ) -> None:
     calls = []
 
-    def fake_quickstart(out: Path, preset: str, seed: int = 0, printer=print) -> dict:
-        calls.append((Path(out), preset, seed))
+    def fake_quickstart(out: Path, preset: str, seed: int = 0, printer=print, zoo_dir=None) -> dict:
+        calls.append((Path(out), preset, seed) if zoo_dir is None else (Path(out), preset, seed, zoo_dir))
         report = _single(seed, 40.0 + 10 * seed)
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "report.json").write_text(json.dumps(report))
@@ -176,6 +176,13 @@ def test_seeds_run_one_full_quickstart_per_seed_then_aggregate(
     calls.clear()  # one seed (--seed, default 0): the plain single-seed run into OUT
     assert main(["quickstart", "--out", str(tmp_path / "one"), "--preset", "fast"]) == 0
     assert calls == [(tmp_path / "one", "fast", 0)]
+
+    calls.clear()  # --zoo DIR: every seed's run uses that zoo build
+    from vict.zoo.shipped import shipped_dir
+
+    zoo = shipped_dir("default")
+    assert main(["quickstart", "--out", str(tmp_path / "z"), "--zoo", str(zoo), "--seeds", "0,1"]) == 0
+    assert calls == [(tmp_path / "z" / f"seed-{k}", "default", k, zoo) for k in (0, 1)]
 
 
 def test_the_zoo_caption_quality_is_reported_on_pycocoevalcaps_scale() -> None:
