@@ -261,7 +261,7 @@ def _build_into(
     )
     quality = {"untrained": untrained}
     reading_trace = None
-    if spec.reading_steps:  # 7. the reading stage: the query outputs in place of reading documents' dense caption
+    if spec.reading_steps:  # the optional reading stage: query outputs where reading documents have the caption
         quality["after_generative_stage"] = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
         reading_trace = blip2_lib.train_blip2_reading(
             model,
@@ -275,7 +275,7 @@ def _build_into(
         )
     trained = quality["trained"] = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
     blip2_lib.save_blip2(model, processor, root / "blip2")
-    # The source LM directory holds exactly the LM inside the BLIP-2 (frozen, or tuned in the generative stage).
+    # The source LM directory holds exactly the LM inside the BLIP-2 (frozen, or tuned in the generative stages).
     final_source_lm = model.language_model
     final_source_lm.save_pretrained(root / "source_lm")
     source_tok.save_pretrained(root / "source_lm")
