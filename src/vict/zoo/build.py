@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +49,7 @@ from vict.zoo.corpus import stream_documents
 from vict.zoo.presets import ZooConfig, get_preset
 from vict.zoo.quality import caption_quality
 from vict.zoo.stream import STREAM_NAMESPACE, SceneStream
-from vict.zoo.training import ProgressFn
+from vict.zoo.training import ProgressFn, TrainTrace
 from vict.zoo.vision_pretrain import pretrain_qformer, pretrain_vision
 
 PREFIX_LOSSES = 20
@@ -249,30 +249,21 @@ def _build_into(
     max_len = config.source_lm.max_positions - spec.num_query_tokens
     val_pixels, val_caps, val_refs = _held_out(config, seed, source_tok, max_len)
     untrained = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
-    blip2_trace = blip2_lib.train_blip2(
-        model,
-        SceneStream(stream_seed(seed, "blip2"), spec.image_size),
-        source_tok,
-        spec,
-        seed * 1000 + 6,
-        progress,
-        replay_texts=lm.encode_texts(source_tok, train_docs, config.source_lm.max_positions),
-        max_steps=max_steps,
-    )
+    replay = lm.encode_texts(source_tok, train_docs, config.source_lm.max_positions)
+
+    def image_text_stage(train: Callable[..., TrainTrace], stream: str, seed_offset: int) -> TrainTrace:
+        images = SceneStream(stream_seed(seed, stream), spec.image_size)
+        return train(
+            model, images, source_tok, spec, seed * 1000 + seed_offset, progress, replay_texts=replay,
+            max_steps=max_steps,
+        )  # fmt: skip
+
+    blip2_trace = image_text_stage(blip2_lib.train_blip2, "blip2", 6)
     quality = {"untrained": untrained}
     reading_trace = None
     if spec.reading_steps:  # the optional reading stage: query outputs where reading documents have the caption
         quality["after_generative_stage"] = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
-        reading_trace = blip2_lib.train_blip2_reading(
-            model,
-            SceneStream(stream_seed(seed, "reading"), spec.image_size),
-            source_tok,
-            spec,
-            seed * 1000 + 7,
-            progress,
-            replay_texts=lm.encode_texts(source_tok, train_docs, config.source_lm.max_positions),
-            max_steps=max_steps,
-        )
+        reading_trace = image_text_stage(blip2_lib.train_blip2_reading, "reading", 7)
     trained = quality["trained"] = caption_quality(model, source_tok, val_pixels, val_caps, val_refs)
     blip2_lib.save_blip2(model, processor, root / "blip2")
     # The source LM directory holds exactly the LM inside the BLIP-2 (frozen, or tuned in the generative stages).
