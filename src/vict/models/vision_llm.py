@@ -311,6 +311,21 @@ class VisionLLM(nn.Module):
         trainable.set_frozen_eval(self, mode, self.method.owns)
         return self
 
+    @contextlib.contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        """Every module in eval mode inside the block, the train mode restored after it. A model already wholly in
+        eval mode (every generation call of an engine) is left as it is: setting every flag twice per call took
+        about as long as a decoding step of the miniature (~1.4 ms against ~0.3 ms for this check)."""
+        if not any(module.training for module in self.modules()):
+            yield
+            return
+        was_training = self.training
+        self.train(False)
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the LLM's activations in the backward pass (non-reentrant, so gradients still reach the
         visual tokens through the frozen layers): less memory for a 7B LLM, same gradients."""
@@ -497,9 +512,7 @@ class VisionLLM(nn.Module):
                 "generation needs left-padded prompts (the last position of every row must be attended); "
                 "encode prompts with padding_side='left' (VictCollator.encode_prompts does)"
             )
-        was_training = self.training
-        self.train(False)
-        try:
+        with self.eval_mode():
             inputs, vision = self._llm_inputs(pixel_values, input_ids, attention_mask, None, features)
             tok = self.tokenizer
             kwargs.setdefault("do_sample", False)
@@ -513,8 +526,6 @@ class VisionLLM(nn.Module):
                     num_beams=num_beams,
                     **kwargs,
                 )
-        finally:
-            self.train(was_training)
         # With only inputs_embeds, decoder-only generate returns just the new tokens.
         return out
 
@@ -528,9 +539,7 @@ class VisionLLM(nn.Module):
         """The key/value cache (a ``transformers`` ``Cache``) of unpadded prompt prefixes ``input_ids (b, P)``, with
         their images' slots, as the LLM (with the method's delta, bound to these images) computes it: what
         ``generate_ids(..., cache=...)`` continues from. Only the decoder body runs (no LM head)."""
-        was_training = self.training
-        self.train(False)
-        try:
+        with self.eval_mode():
             mask = torch.ones_like(input_ids)
             inputs, vision = self._llm_inputs(pixel_values, input_ids, mask, None, features)
             base = self.base_llm
@@ -541,8 +550,6 @@ class VisionLLM(nn.Module):
                     position_ids=inputs.position_ids,
                     use_cache=True,
                 )
-        finally:
-            self.train(was_training)
         return out.cache
 
     @torch.no_grad()

@@ -89,6 +89,32 @@ def test_generation_rejects_right_padding(tiny_model, batch_factory) -> None:
         tiny_model.generate(**batch, max_new_tokens=2)
 
 
+@pytest.mark.parametrize("start", ["train", "eval", "stray"])
+def test_generation_and_prefill_run_every_module_in_eval_mode_and_restore_the_flags(start, batch_factory) -> None:
+    model = build_tiny("lora", num_extra_queries=4, seed=0)
+    model.train(start == "train")
+    if start == "stray":  # a submodule put in train mode behind the model's back
+        model.base_llm.train(True)
+    before = {name: m.training for name, m in model.named_modules()}
+    seen: list[str] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, name=name: seen.append(name) if mod.training else None)
+        for name, m in model.named_modules()
+    ]
+    batch = batch_factory(model, PROMPTS, side="left")
+    model.generate(**batch, max_new_tokens=3)
+    model.prefill(batch["pixel_values"][:1], batch["input_ids"][:1, -4:])
+    for h in hooks:
+        h.remove()
+    assert seen == []  # no dropout fired anywhere
+    after = {name: m.training for name, m in model.named_modules()}
+    if start == "stray":  # as train(False) leaves it: every module in eval mode
+        assert not any(after.values())
+    else:
+        assert after == before
+    assert model.training == (start == "train")
+
+
 def test_cached_features_give_the_same_loss_and_text(tiny_model, batch_factory) -> None:
     batch = batch_factory(tiny_model, PROMPTS, TARGETS)
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
