@@ -1,7 +1,7 @@
 """`vict quickstart --preset fast` through the real CLI, as CI runs it: every report key, files and tables.
 
 Slow tier (two runs of the fast preset, a few minutes each on 2 CPU cores): every key, the same report for the
-same seed, and a loose sanity bound; the learned effects are asserted on the default preset
+same seed, and the fast preset's target for VICT-LoRA; the other learned effects are asserted on the default preset
 (`test_quickstart.py::test_default_preset_learns`).
 """
 
@@ -31,5 +31,8 @@ def test_fast_preset_writes_every_key_and_prints_the_tables(tmp_path: Path, caps
         assert (tmp_path / name).stat().st_size > 0, name
     printed = capsys.readouterr().out
     assert "Captioning" in printed and "GQA" in printed
-    # VICT-LoRA's answers are of the right kind: far above always answering the most frequent answer.
+    # VICT-LoRA's answers are of the right kind: far above always answering the most frequent answer ...
     assert report["gqa"]["vict-lora"]["none"] > report["baselines"]["majority"] + 10, report["gqa"]
+    # ... and it sees: the issue's target for this preset, question only + 15 (measured at seed 0 with the AVX2
+    # kernels this tier pins: 61.11 against 39.44, +21.7; seeds 1 and 2 gave +17.8 and +12.8, docs/tuning.md)
+    assert report["gqa"]["vict-lora"]["none"] >= report["baselines"]["question_only"] + 15, report["gqa"]
