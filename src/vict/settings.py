@@ -27,6 +27,21 @@ def unknown_keys_problem(cls: type, unknown: list[str], where: str) -> str:
     return f"{where}: unknown setting(s) {', '.join(hints)}; known: {', '.join(names) or '(none)'}"
 
 
+def parse_like(old: object, raw: str) -> object | None:
+    """``raw`` read as a value of ``old``'s type: bool (true/false/1/0), int, float or str (``None`` when it is not
+    one, or ``old`` is of another type): how ``KEY=VALUE`` command-line settings are read."""
+    if isinstance(old, bool):
+        return {"true": True, "false": False, "1": True, "0": False}.get(raw.lower())
+    try:
+        if isinstance(old, int):
+            return int(raw)
+        if isinstance(old, float):
+            return float(raw)
+    except ValueError:
+        return None
+    return raw if isinstance(old, str) else None
+
+
 class SettingsError(ValueError):
     """One or more problems with settings, all reported at once (each line names the key, the value, the fix).
 

@@ -184,11 +184,20 @@ def test_micro_quickstart_report_and_same_seed_same_numbers(tmp_path: Path, caps
     assert again["config"]["zoo"]["reused"] is True
     assert _numbers(again) == _numbers(first)
 
-    # a zoo given by its folder (`--zoo DIR`, e.g. a `vict zoo build --set ...`) is used as it is, never rebuilt
+    # a zoo given by its folder (`--zoo DIR`, e.g. a `vict zoo build --set ...`) is used as it is, never rebuilt;
+    # a setting changed with `--set` changes what it names and nothing else, and the report records it
     zoo_dir = Path(first["config"]["zoo"]["dir"])
-    given = qs.quickstart(tmp_path / "b", MICRO, seed=0, printer=lambda line: None, zoo_dir=zoo_dir)
+    given = qs.quickstart(
+        tmp_path / "b", MICRO, seed=0, printer=lambda line: None, zoo_dir=zoo_dir, overrides=["similarity_images=3"]
+    )
     assert given["config"]["zoo"]["dir"] == str(zoo_dir) and not (tmp_path / "b" / "zoo").exists()
-    assert _numbers(given) == _numbers(first)
+    assert given["config"]["overrides"] == ["similarity_images=3"] and first["config"]["overrides"] == []
+    assert given["config"]["quickstart"]["similarity_images"] == 3
+    assert "Preset `custom` with `similarity_images=3`, seed 0" in (tmp_path / "b" / "report.md").read_text()
+    assert given["similarity"] != first["similarity"]
+    assert {k: v for k, v in _numbers(given).items() if k != "similarity"} == {
+        k: v for k, v in _numbers(first).items() if k != "similarity"
+    }
 
 
 def test_cli_rejects_a_zoo_folder_that_is_not_a_build(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

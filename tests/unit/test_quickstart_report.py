@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,11 @@ def test_seed_report_and_markdown(tmp_path: Path) -> None:
     for per_setting in other["gqa_by_type"].values():
         for accs in per_setting.values():
             del accs["detailed/color"]
+    for report in (single, other):  # both seeds ran with the same `--set` changes
+        report["config"]["overrides"] = ["world_images=3000"]
     seeds = rep.aggregate_seeds({0: single, 1: other}, {0: "o/seed-0/report.json", 1: "o/seed-1/r"})
+    assert seeds["config"]["overrides"] == ["world_images=3000"]
+    assert "Preset `custom` with `world_images=3000`, seeds 0, 1;" in rep.markdown(seeds)
     assert seeds["gqa_by_type"]["m1"]["none"]["detailed/color"] == {"mean": 50.0, "std": None, "n": 1}
     assert seeds["gqa_type_counts"]["semantic/attr"] == {"mean": 6.0, "std": 0.0}
     assert seeds["seeds"] == [0, 1] and seeds["per_seed"] == {"0": "o/seed-0/report.json", "1": "o/seed-1/r"}
@@ -153,8 +158,9 @@ def test_seeds_run_one_full_quickstart_per_seed_then_aggregate(
 ) -> None:
     calls = []
 
-    def fake_quickstart(out: Path, preset: str, seed: int = 0, printer=print, zoo_dir=None) -> dict:
-        calls.append((Path(out), preset, seed) if zoo_dir is None else (Path(out), preset, seed, zoo_dir))
+    def fake_quickstart(out: Path, preset: str, seed: int = 0, printer=print, zoo_dir=None, overrides=()) -> dict:
+        call = (Path(out), preset, seed) if zoo_dir is None else (Path(out), preset, seed, zoo_dir)
+        calls.append((*call, list(overrides)) if overrides else call)
         report = _single(seed, 40.0 + 10 * seed)
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "report.json").write_text(json.dumps(report))
@@ -183,6 +189,52 @@ def test_seeds_run_one_full_quickstart_per_seed_then_aggregate(
     zoo = shipped_dir("default")
     assert main(["quickstart", "--out", str(tmp_path / "z"), "--zoo", str(zoo), "--seeds", "0,1"]) == 0
     assert calls == [(tmp_path / "z" / f"seed-{k}", "default", k, zoo) for k in (0, 1)]
+
+    calls.clear()  # --set KEY=VALUE (repeatable): every seed's run gets the same changes
+    sets = ["--set", "world_images=3000", "--set", "train_steps=1200"]
+    assert main(["quickstart", "--out", str(tmp_path / "s"), "--seeds", "0,1", *sets]) == 0
+    expected = ["world_images=3000", "train_steps=1200"]
+    assert calls == [(tmp_path / "s" / f"seed-{k}", "default", k, expected) for k in (0, 1)]
+
+
+def test_set_changes_the_named_settings_and_refuses_what_it_cannot_apply(capsys: pytest.CaptureFixture) -> None:
+    base = qs.PRESETS["default"]
+    p = qs.with_overrides(
+        base,
+        [
+            "world_images=3000",
+            " train_steps = 1200",
+            "connector_lr=5e-3",
+            "fast_caption_metrics=true",
+            "methods=lora, vlora",
+        ],
+    )
+    assert (p.world_images, p.train_steps, p.connector_lr, p.fast_caption_metrics) == (3000, 1200, 5e-3, True)
+    assert p.methods == ("lora", "vlora") and p.rows == ("blip2-source", "vict-lora", "vict-vlora")
+    assert (p.batch_size, p.eta_s, p.zoo) == (base.batch_size, base.eta_s, base.zoo)  # the rest as it was
+    assert qs.with_overrides(base, []) == base
+    for item, message in (
+        ("world_imags=3000", "unknown quickstart setting 'world_imags' (did you mean 'world_images'?)"),
+        ("eta_s=1", "unknown quickstart setting 'eta_s'"),
+        ("world_images", "expected KEY=VALUE"),
+        ("=3", "expected KEY=VALUE"),
+        ("batch_size=2.5", "batch_size takes an integer (it is 16), got '2.5'"),
+        ("fast_caption_metrics=maybe", "takes true or false"),
+        ("train_steps=0", "train_steps must be >= 1"),
+        ("world_images=5", "world_images must be >= 10"),
+        ("connector_lr=0", "connector_lr must be > 0"),
+        ("sqa_ratio=1", "sqa_ratio must be in [0, 0.99]"),
+        ("sqa_format=QCM-X", "sqa_format must be one of QCM-A"),
+        ("methods=", "methods takes comma-separated names"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            qs.with_overrides(base, ["similarity_images=5", item])
+    with pytest.raises(ValueError, match="train_steps is set twice"):
+        qs.with_overrides(base, ["train_steps=10", "train_steps=20"])
+    # the CLI refuses before any stage, with the message and exit status 2
+    assert main(["quickstart", "--out", "never-written", "--set", "batch_size=0"]) == 2
+    assert "--set 'batch_size=0': batch_size must be >= 1" in capsys.readouterr().err
+    assert not Path("never-written").exists()
 
 
 def test_the_zoo_caption_quality_is_reported_on_pycocoevalcaps_scale() -> None:

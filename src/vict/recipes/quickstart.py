@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import shutil
 import time
@@ -58,6 +59,7 @@ EPILOG = """examples:
   vict quickstart --preset scienceqa            # VICT, LaVIN and VLoRA trained with and evaluated on ScienceQA-mini
   vict quickstart --out runs/qs --seed 1        # another seed (of the world and the trainings; the zoo is shipped)
   vict quickstart --preset fast --seeds 0,1,2   # three seeds into DIR/seed-<k>/, then mean ± std in DIR/report.md
+  vict quickstart --set world_images=3000 --set train_steps=1200   # a preset with settings changed
 
 outputs: DIR/report.md and DIR/report.json (captioning, gqa, gqa_by_type, gqa_type_counts, gqa_distractor_drop,
 baselines, text_retention, similarity, trainable_parameters, timings, config, zoo_quality; transfer with the
@@ -183,6 +185,75 @@ PRESETS["scienceqa"] = dataclasses.replace(
 )
 """VICT, LaVIN and VLoRA on ScienceQA-mini: every row trains with 20% ScienceQA problems and is evaluated on them;
 ``vict-mm_adapter`` is VICT's VPG feeding LaVIN's adapters, ``lavin`` LaVIN itself (its connector, text-only rows)."""
+
+
+PRESET_LIMITS: dict[str, tuple[float, float | None]] = {
+    "world_images": (10, None),
+    "train_steps": (1, None),
+    "batch_size": (1, None),
+    "connector_lr": (0, None),
+    "num_extra_queries": (0, None),
+    "similarity_images": (1, None),
+    "sqa_ratio": (0, 0.99),
+    "transfer_eval_every": (1, None),
+    "train_threads": (1, None),
+}
+"""Inclusive bounds of the numeric settings ``--set`` may change (``connector_lr`` must also be above 0)."""
+
+
+def resolve_preset(preset: str | QuickstartPreset) -> tuple[QuickstartPreset, str]:
+    """``(preset, its name)`` for a preset name (a clear error lists the known ones) or a ``QuickstartPreset``
+    (named ``custom``)."""
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"--preset {preset!r}: use one of {sorted(PRESETS)}")
+        return PRESETS[preset], preset
+    return preset, "custom"
+
+
+def with_overrides(preset: QuickstartPreset, overrides: Sequence[str]) -> QuickstartPreset:
+    """``preset`` with ``KEY=VALUE`` settings applied (``vict quickstart --set``), e.g. ``world_images=3000``,
+    ``train_steps=1200`` or ``methods=lora,llama_adapter``: each value read as the field's type (``methods``
+    comma-separated), any field but ``eta_s``. An unknown key (with a did-you-mean hint), a value of the wrong type
+    or out of range, a repeated key or a malformed item is a ``ValueError`` naming it; nothing is applied then."""
+    from vict.data.scienceqa import FORMATS
+    from vict.settings import parse_like
+
+    fields = {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset) if f.name != "eta_s"}
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. world_images=3000")
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"--set {item!r}: unknown quickstart setting {key!r}{hint}; known: {', '.join(fields)}")
+        if key in changes:
+            raise ValueError(f"--set {item!r}: {key} is set twice")
+        old = fields[key]
+        if isinstance(old, tuple):
+            value: Any = tuple(part.strip() for part in raw.split(",") if part.strip())
+            if not value:
+                raise ValueError(f"--set {item!r}: {key} takes comma-separated names, e.g. {key}={','.join(old)}")
+        else:
+            value = parse_like(old, raw)
+            if value is None:
+                kind = {bool: "true or false", int: "an integer", float: "a number"}.get(type(old), "a string")
+                raise ValueError(f"--set {item!r}: {key} takes {kind} (it is {old!r}), got {raw!r}")
+        low, high = PRESET_LIMITS.get(key, (None, None))
+        if (
+            (low is not None and value < low)
+            or (high is not None and value > high)
+            or (key == "connector_lr" and value <= 0)
+        ):
+            bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ValueError(f"--set {item!r}: {key} must be {'> 0' if key == 'connector_lr' else bounds}")
+        if key == "sqa_format" and value not in FORMATS:
+            raise ValueError(f"--set {item!r}: sqa_format must be one of {', '.join(FORMATS)}")
+        changes[key] = value
+    return dataclasses.replace(preset, **changes)
 
 
 class StageClock:
@@ -402,6 +473,7 @@ def quickstart(
     seed: int = 0,
     printer: Callable[[str], None] = print,
     zoo_dir: Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run every stage into ``out`` and return the report (also written to ``out/report.json``).
 
@@ -412,6 +484,8 @@ def quickstart(
         printer: receives every progress line.
         zoo_dir: a finished zoo build to use instead of the preset's zoo (``vict zoo build --set ...``; checked by
             ``vict.zoo.open_zoo``).
+        overrides: ``KEY=VALUE`` changes to the preset (``with_overrides``; ``vict quickstart --set``), recorded in
+            the report's ``config.overrides``.
     """
     from vict.config import config_from_dict
     from vict.data.world import generate_world
@@ -429,12 +503,8 @@ def quickstart(
     from vict.zoo import open_zoo, resolve_zoo
     from vict.zoo.probe import probe_vpg
 
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise ValueError(f"--preset {preset!r}: use one of {sorted(PRESETS)}")
-        p, preset_name = PRESETS[preset], preset
-    else:
-        p, preset_name = preset, "custom"
+    p, preset_name = resolve_preset(preset)
+    p = with_overrides(p, overrides)
     out = Path(out)
     for product in ("runs", "eval"):  # outputs of an earlier run in the same folder: regenerated below
         shutil.rmtree(out / product, ignore_errors=True)
@@ -615,6 +685,7 @@ def quickstart(
             "timings": {},
             "config": {
                 "preset": preset_name,
+                "overrides": list(overrides),
                 "seed": seed,
                 "world_images": p.world_images,
                 "quickstart": asdict(p),
@@ -644,6 +715,7 @@ def quickstart_seeds(
     seeds: Sequence[int] = (0, 1, 2),
     printer: Callable[[str], None] = print,
     zoo_dir: Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run ``quickstart`` once per seed into ``out/seed-<k>/`` (each a complete single-seed run), then write
     ``out/report.json`` and ``out/report.md``: every number as ``{"mean", "std"}`` over the seeds (sample std,
@@ -654,11 +726,14 @@ def quickstart_seeds(
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds {seeds}: give distinct seeds, e.g. --seeds 0,1,2")
+    with_overrides(resolve_preset(preset)[0], overrides)  # before the first seed: a typo fails at once
     out = Path(out)
     reports, paths = {}, {}
     for k in seeds:
         printer(f"== seed {k} ({seeds.index(k) + 1}/{len(seeds)}) into {out / f'seed-{k}'}")
-        reports[k] = quickstart(out / f"seed-{k}", preset, seed=k, printer=printer, zoo_dir=zoo_dir)
+        reports[k] = quickstart(
+            out / f"seed-{k}", preset, seed=k, printer=printer, zoo_dir=zoo_dir, overrides=overrides
+        )
         paths[k] = out / f"seed-{k}" / "report.json"
     report = aggregate_seeds(reports, paths)
     plot_gqa(report["gqa"], report["baselines"], out / "gqa_context.png")
@@ -694,6 +769,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a finished zoo build to use instead of the shipped zoo (made by `vict zoo build --set KEY=VALUE "
         "--out OUT`: OUT/<key>)",
     )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a setting of the preset (repeatable), e.g. world_images=3000, train_steps=1200 or "
+        "methods=lora,llama_adapter; the report records it (config.overrides)",
+    )
     seed = parser.add_mutually_exclusive_group()
     seed.add_argument(
         "--seed", type=int, default=None, help="seed of the world, the zoo and the trainings (default 0)"
@@ -718,10 +802,13 @@ def run(args: argparse.Namespace) -> int:
             open_zoo(zoo_dir)  # before any stage: a wrong folder fails at once
         except ZooIntegrityError as err:
             raise ValueError(f"--zoo {zoo_dir}: {err}") from None  # the command cannot run as given: exit 2
+    overrides = list(getattr(args, "overrides", None) or [])
+    with_overrides(resolve_preset(args.preset)[0], overrides)  # before any stage: a typo fails at once (exit 2)
     if args.seeds is not None:
-        report = quickstart_seeds(out, args.preset, args.seeds, zoo_dir=zoo_dir)
+        report = quickstart_seeds(out, args.preset, args.seeds, zoo_dir=zoo_dir, overrides=overrides)
     else:
-        report = quickstart(out, args.preset, 0 if args.seed is None else args.seed, zoo_dir=zoo_dir)
+        seed = 0 if args.seed is None else args.seed
+        report = quickstart(out, args.preset, seed, zoo_dir=zoo_dir, overrides=overrides)
     print(markdown(report))
     print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
     return 0

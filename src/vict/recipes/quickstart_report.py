@@ -131,7 +131,7 @@ def aggregate(reports: Sequence[Any], path: str = "report") -> Any:
     return reports[0] if all(r == reports[0] for r in reports) else {"per_seed": list(reports)}
 
 
-SEED_INDEPENDENT_CONFIG: tuple[str, ...] = ("preset", "world_images", "quickstart", "caption_metrics")
+SEED_INDEPENDENT_CONFIG: tuple[str, ...] = ("preset", "overrides", "world_images", "quickstart", "caption_metrics")
 """The parts of a seed's ``config`` that every seed shares (the rest, e.g. the zoo and training configs, is in
 each seed's own report)."""
 
@@ -335,10 +335,11 @@ def markdown(report: Mapping[str, Any]) -> str:
         )
         plots = f"![similarity](seed-{seeds[0]}/similarity.png) ![gqa](gqa_context.png)"
     base = report["baselines"]
+    changed = " with " + ", ".join(f"`{o}`" for o in cfg["overrides"]) if cfg.get("overrides") else ""
     lines = [
         "# vict quickstart: the paper in miniature",
         "",
-        f"Preset `{cfg['preset']}`, {run}. These numbers come from the procedurally generated miniature world "
+        f"Preset `{cfg['preset']}`{changed}, {run}. These numbers come from the procedurally generated miniature world "
         f"({cfg['world_images']} images of coloured shapes) and the tiny models of `vict`'s miniature zoo, not from "
         "COCO/GQA.",
         "",

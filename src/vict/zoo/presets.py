@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vict.models.tokenizer import TOKENIZER_KINDS
-from vict.settings import help_field
+from vict.settings import help_field, parse_like
 
 
 @dataclass(frozen=True)
@@ -272,27 +272,13 @@ def with_overrides(config: ZooConfig, overrides: Sequence[str]) -> ZooConfig:
             node = node.get(part) if isinstance(node, dict) else None
         if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], dict):
             raise ValueError(f"--set {item!r}: unknown zoo setting {key!r}; known settings: {', '.join(known)}")
-        value = _parse_like(node[leaf], raw.strip())
+        value = parse_like(node[leaf], raw.strip())
         if value is None:
             raise ValueError(
                 f"--set {item!r}: {key} takes a {type(node[leaf]).__name__} (it is {node[leaf]!r}), got {raw.strip()!r}"
             )
         node[leaf] = value
     return ZooConfig.from_dict(data)
-
-
-def _parse_like(old: object, raw: str) -> object | None:
-    """``raw`` read as a value of ``old``'s type (``None`` when it is not one)."""
-    if isinstance(old, bool):
-        return {"true": True, "false": False, "1": True, "0": False}.get(raw.lower())
-    try:
-        if isinstance(old, int):
-            return int(raw)
-        if isinstance(old, float):
-            return float(raw)
-    except ValueError:
-        return None
-    return raw if isinstance(old, str) else None
 
 
 def _dotted_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
