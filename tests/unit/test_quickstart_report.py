@@ -223,6 +223,8 @@ def test_set_changes_the_named_settings_and_refuses_what_it_cannot_apply(capsys:
         ("train_steps=0", "train_steps must be >= 1"),
         ("world_images=5", "world_images must be >= 10"),
         ("connector_lr=0", "connector_lr must be > 0"),
+        ("connector_lr=nan", "connector_lr takes a finite number, got 'nan'"),
+        ("sqa_ratio=inf", "sqa_ratio takes a finite number, got 'inf'"),
         ("sqa_ratio=1", "sqa_ratio must be in [0, 0.99]"),
         ("sqa_format=QCM-X", "sqa_format must be one of QCM-A"),
         ("methods=", "methods takes comma-separated names"),

@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -242,6 +243,8 @@ def with_overrides(preset: QuickstartPreset, overrides: Sequence[str]) -> Quicks
             if value is None:
                 kind = {bool: "true or false", int: "an integer", float: "a number"}.get(type(old), "a string")
                 raise ValueError(f"--set {item!r}: {key} takes {kind} (it is {old!r}), got {raw!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"--set {item!r}: {key} takes a finite number, got {raw!r}")
         low, high = PRESET_LIMITS.get(key, (None, None))
         if (
             (low is not None and value < low)
