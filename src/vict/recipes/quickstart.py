@@ -192,14 +192,13 @@ PRESET_LIMITS: dict[str, tuple[float, float | None]] = {
     "world_images": (10, None),
     "train_steps": (1, None),
     "batch_size": (1, None),
-    "connector_lr": (0, None),
     "num_extra_queries": (0, None),
     "similarity_images": (1, None),
     "sqa_ratio": (0, 0.99),
     "transfer_eval_every": (1, None),
     "train_threads": (1, None),
 }
-"""Inclusive bounds of the numeric settings ``--set`` may change (``connector_lr`` must also be above 0)."""
+"""Inclusive bounds of the numeric settings ``--set`` may change (and ``connector_lr`` must be above 0)."""
 
 
 def resolve_preset(preset: str | QuickstartPreset) -> tuple[QuickstartPreset, str]:
@@ -245,14 +244,12 @@ def with_overrides(preset: QuickstartPreset, overrides: Sequence[str]) -> Quicks
                 raise ValueError(f"--set {item!r}: {key} takes {kind} (it is {old!r}), got {raw!r}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"--set {item!r}: {key} takes a finite number, got {raw!r}")
+        if key == "connector_lr" and value <= 0:
+            raise ValueError(f"--set {item!r}: connector_lr must be > 0")
         low, high = PRESET_LIMITS.get(key, (None, None))
-        if (
-            (low is not None and value < low)
-            or (high is not None and value > high)
-            or (key == "connector_lr" and value <= 0)
-        ):
+        if (low is not None and value < low) or (high is not None and value > high):
             bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-            raise ValueError(f"--set {item!r}: {key} must be {'> 0' if key == 'connector_lr' else bounds}")
+            raise ValueError(f"--set {item!r}: {key} must be {bounds}")
         if key == "sqa_format" and value not in FORMATS:
             raise ValueError(f"--set {item!r}: sqa_format must be one of {', '.join(FORMATS)}")
         changes[key] = value
@@ -729,7 +726,6 @@ def quickstart_seeds(
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds {seeds}: give distinct seeds, e.g. --seeds 0,1,2")
-    with_overrides(resolve_preset(preset)[0], overrides)  # before the first seed: a typo fails at once
     out = Path(out)
     reports, paths = {}, {}
     for k in seeds:
@@ -805,8 +801,7 @@ def run(args: argparse.Namespace) -> int:
             open_zoo(zoo_dir)  # before any stage: a wrong folder fails at once
         except ZooIntegrityError as err:
             raise ValueError(f"--zoo {zoo_dir}: {err}") from None  # the command cannot run as given: exit 2
-    overrides = list(getattr(args, "overrides", None) or [])
-    with_overrides(resolve_preset(args.preset)[0], overrides)  # before any stage: a typo fails at once (exit 2)
+    overrides = list(args.overrides)  # quickstart applies them before any stage: a typo fails at once (exit 2)
     if args.seeds is not None:
         report = quickstart_seeds(out, args.preset, args.seeds, zoo_dir=zoo_dir, overrides=overrides)
     else:
