@@ -157,7 +157,7 @@ PRESETS: dict[str, QuickstartPreset] = {
         },
     ),
     "default": QuickstartPreset(
-        # 2000 images (a 200-image test split) and 1200 steps: VICT-LoRA's seed std 1.8 without context, against
+        # 2000 images (a 200-image test split) and 1200 steps: VICT-LoRA's seed std 1.1 without context, against
         # 6.5 with 1000 images and 800 steps (docs/tuning.md)
         world_images=2000,
         zoo="default",
