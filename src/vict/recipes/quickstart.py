@@ -56,7 +56,7 @@ from vict.settings import help_field
 
 EPILOG = """examples:
   vict quickstart --preset fast                 # 2 to 3 minutes on 2 CPU cores (CI uses this)
-  vict quickstart                               # the default preset: 7-9 minutes on 2 idle CPU cores, clearer effects
+  vict quickstart                               # the default preset: 6.5-8.6 minutes on 2 idle CPU cores, clearer effects
   vict quickstart --preset scienceqa            # VICT, LaVIN and VLoRA trained with and evaluated on ScienceQA-mini
   vict quickstart --out runs/qs --seed 1        # another seed (of the world and the trainings; the zoo is shipped)
   vict quickstart --preset fast --seeds 0,1,2   # three seeds into DIR/seed-<k>/, then mean ± std in DIR/report.md
