@@ -219,20 +219,20 @@ def test_cli_rejects_unknown_preset(capsys: pytest.CaptureFixture) -> None:
 def test_default_preset_learns(tmp_path: Path) -> None:
     """The default preset through the real CLI: every key, and the targets its measured run reached.
 
-    Measured (seed 0, 2000 images, 1200 steps, 2 CPU cores, the AVX2 kernels this tier pins, 506 s in all):
+    Measured (seed 0, 2000 images, 1200 steps, the LoRA rows at 3e-3, 2 CPU cores, the AVX2 kernels this tier pins,
+    522 s in all):
     - the shipped zoo's VPG, attentive probe on the test split: colour 100, shape 98.6, size 100, position 100
       (chance 19 / 22 / 51 / 50); its BLIP-2's captions CIDEr 2.69 (269 x100);
-    - GQA without context: VICT-LoRA 61.0, VICT-LLaMA-Adapter 50.3, VICT-VPGTrans 33.8, VPGTrans + VICT-LoRA
-      63.8, source BLIP-2 31.8, question only 37.33, majority answer 11.25; with the dense caption 65.2 / 55.1 /
-      63.9 / 64.5 / 57.7; with another image's caption (distractor) 60.75 / 43.3 / 35.0 / 60.75 / 37.4;
+    - GQA without context: VICT-LoRA 66.25, VICT-LLaMA-Adapter 50.3, VICT-VPGTrans 33.8, VPGTrans + VICT-LoRA
+      67.5, source BLIP-2 31.8, question only 37.33, majority answer 11.25; with the dense caption 70.3 / 55.1 /
+      63.9 / 71.8 / 57.7; with another image's caption (distractor) 63.6 / 43.3 / 35.0 / 65.7 / 37.4;
     - VLoRA (no visual tokens): GQA without context 46.25, with the dense caption 73.0;
-    - text retention: the target LM's held-out perplexity 1.66 rises to 6.77 with the LoRA delta, 2.85 with
-      LLaMA-Adapter's, 7.59 with VPGTrans + LoRA's, and stays 1.66 with VPGTrans (its LLM is frozen) and VLoRA
+    - text retention: the target LM's held-out perplexity 1.66 rises to 3.80 with the LoRA delta, 2.85 with
+      LLaMA-Adapter's, 3.90 with VPGTrans + LoRA's, and stays 1.66 with VPGTrans (its LLM is frozen) and VLoRA
       (text without an image gets no delta).
-    Not reached, so not asserted (the issue note says what was tried): VICT-LoRA and LLaMA-Adapter 25 points above
-    question only (+23.7 and +13.0 here), the source BLIP-2 30 above it, the dense-caption oracle at 90%, VICT
-    captions near the source BLIP-2's CIDEr. VICT-LoRA's distractor drop at this seed, 0.25 points (3 of 1200
-    questions; 2.7 and 2.3 at seeds 1 and 2), is within what another machine's kernels move, so it is not asserted."""
+    Not reached, so not asserted (the issue note says what was tried): LLaMA-Adapter 25 points above question only
+    (+13.0 here), the source BLIP-2 30 above it, the dense-caption oracle at 90%, VICT captions near the source
+    BLIP-2's CIDEr."""
     assert main(["quickstart", "--out", str(tmp_path), "--preset", "default", "--seed", "0"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     _check_keys(report, qs.PRESETS["default"])
@@ -245,17 +245,17 @@ def test_default_preset_learns(tmp_path: Path) -> None:
     for row in ("vict-lora", "vict-llama_adapter", "vict-vpgtrans_lora"):
         # VICT on the new LLM beats the source BLIP-2 without context (the paper's Table 2) ...
         assert gqa[row]["none"] >= gqa["blip2-source"]["none"], gqa
-        # ... far above the question-only guess (LoRA +23.7, LLaMA-Adapter +13.0, VPGTrans + LoRA +26.5) ...
-        margin = {"vict-lora": 20, "vict-llama_adapter": 10, "vict-vpgtrans_lora": 25}[row]
+        # ... far above the question-only guess (LoRA +28.9, LLaMA-Adapter +13.0, VPGTrans + LoRA +30.2; the
+        # issue's target, +25, for both VICT rows) ...
+        margin = {"vict-lora": 25, "vict-llama_adapter": 10, "vict-vpgtrans_lora": 25}[row]
         assert gqa[row]["none"] >= base["question_only"] + margin, (row, gqa)
-        # ... and it trusts the image over a wrong caption: another image's caption costs accuracy (LLaMA-Adapter
-        # 7.0, VPGTrans + LoRA 3.1; LoRA 0.25, see the docstring)
-        if row != "vict-lora":
-            assert gqa[row]["distractor"] < gqa[row]["none"], (row, gqa[row])
+        # ... and it trusts the image over a wrong caption: another image's caption costs accuracy (LoRA 2.7,
+        # LLaMA-Adapter 7.0, VPGTrans + LoRA 1.8)
+        assert gqa[row]["distractor"] < gqa[row]["none"], (row, gqa[row])
         # the delta costs the target LM some of its text (measured, both rows)
         retention = report["text_retention"][row]
         assert retention["ppl_tuned"] > retention["ppl_base"], (row, retention)
-    # context that states every answer helps the model that reads it (LoRA: 65.2 against 61.0)
+    # context that states every answer helps the model that reads it (LoRA: 70.3 against 66.25)
     assert gqa["vict-lora"]["dense"] > gqa["vict-lora"]["none"], gqa["vict-lora"]
     # VPGTrans leaves the LLM as it was, and VLoRA's deltas never touch text without an image
     for row in ("vict-vpgtrans", "vict-vlora"):

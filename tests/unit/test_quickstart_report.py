@@ -239,6 +239,39 @@ def test_set_changes_the_named_settings_and_refuses_what_it_cannot_apply(capsys:
     assert not Path("never-written").exists()
 
 
+def test_method_lr_replaces_the_named_rows_recipe_rate_only(tmp_path: Path) -> None:
+    import json
+    from types import SimpleNamespace
+
+    base = qs.PRESETS["default"]
+    assert base.method_lr == {"lora": 3e-3, "vpgtrans_lora": 3e-3}
+    assert qs.PRESETS["fast"].method_lr == {} and qs.PRESETS["scienceqa"].method_lr == {}  # the recipes' rates
+    # --set merges over the preset's rates; the preset's own may name rows that --set methods drops
+    p = qs.with_overrides(base, ["method_lr=lora:2e-3, vlora:1e-3"])
+    assert p.method_lr == {"lora": 2e-3, "vpgtrans_lora": 3e-3, "vlora": 1e-3}
+    assert qs.with_overrides(base, ["methods=vlora"]).method_lr == base.method_lr
+    for items, message in (
+        (["method_lr=lora"], "method_lr takes row:rate pairs"),
+        (["method_lr=lora:0"], "method_lr takes row:rate pairs"),
+        (["method_lr=lora:nan"], "method_lr takes row:rate pairs"),
+        (["method_lr=lavn:1e-3"], "method_lr names lavn, not among the rows' methods"),
+        (["methods=vlora", "method_lr=lora:1e-3"], "method_lr names lora, not among the rows' methods (vlora)"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            qs.with_overrides(base, items)
+    # the rate reaches the row's recipe, and nothing else of it changes; other rows keep their recipes' rates
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "config.json").write_text(json.dumps({"num_hidden_layers": 2, "hidden_size": 128}))
+    zoo = SimpleNamespace(target_lm_dir=lm)
+    method, recipe = qs.row_method("lora", zoo)
+    tuned_method, tuned = qs.row_method("lora", zoo, p.method_lr)
+    assert method == tuned_method == "lora" and recipe["lr"] == 5e-3 and tuned["lr"] == 2e-3
+    assert {k: v for k, v in tuned.items() if k != "lr"} == {k: v for k, v in recipe.items() if k != "lr"}
+    assert qs.row_method("llama_adapter", zoo, p.method_lr) == qs.row_method("llama_adapter", zoo)
+    assert qs.row_method("lavin", zoo, {"lavin": 1e-4})[1]["lr"] == 1e-4  # a variant too
+
+
 def test_the_zoo_caption_quality_is_reported_on_pycocoevalcaps_scale() -> None:
     quality = {"untrained": {"cider": 4.51, "images": 96}, "trained": {"cider": 296.75, "images": 96}}
     out = qs.zoo_caption_quality(quality)
