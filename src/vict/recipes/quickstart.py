@@ -56,7 +56,7 @@ from vict.settings import help_field
 
 EPILOG = """examples:
   vict quickstart --preset fast                 # 2 to 3 minutes on 2 CPU cores (CI uses this)
-  vict quickstart                               # the default preset: 6.5-8.6 minutes on 2 idle CPU cores, clearer effects
+  vict quickstart                               # the default preset: 6.5-9.3 minutes on 2 idle CPU cores, clearer effects
   vict quickstart --preset scienceqa            # VICT, LaVIN and VLoRA trained with and evaluated on ScienceQA-mini
   vict quickstart --out runs/qs --seed 1        # another seed (of the world and the trainings; the zoo is shipped)
   vict quickstart --preset fast --seeds 0,1,2   # three seeds into DIR/seed-<k>/, then mean ± std in DIR/report.md
@@ -821,8 +821,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="change a setting of the preset (repeatable), e.g. world_images=3000, train_steps=1200 or "
-        "methods=lora,llama_adapter; the report records it (config.overrides)",
+        help="change a setting of the preset (repeatable), e.g. world_images=3000, train_steps=1200, "
+        "methods=lora,llama_adapter or method_lr=lora:5e-3 (a row's learning rate); an unknown key lists the known "
+        "ones; the report records it (config.overrides)",
     )
     seed = parser.add_mutually_exclusive_group()
     seed.add_argument(
