@@ -254,7 +254,7 @@ def test_method_lr_replaces_the_named_rows_recipe_rate_only(tmp_path: Path) -> N
         (["method_lr=lora"], "method_lr takes row:rate pairs"),
         (["method_lr=lora:0"], "method_lr takes row:rate pairs"),
         (["method_lr=lora:nan"], "method_lr takes row:rate pairs"),
-        (["method_lr=lavn:1e-3"], "method_lr names lavn, not among the rows' methods"),
+        (["method_lr=lavn:1e-3"], "--set 'method_lr=lavn:1e-3': method_lr names lavn, not among the rows' methods"),
         (["methods=vlora", "method_lr=lora:1e-3"], "method_lr names lora, not among the rows' methods (vlora)"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):

@@ -237,6 +237,7 @@ def with_overrides(preset: QuickstartPreset, overrides: Sequence[str]) -> Quicks
     fields = {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset) if f.name != "eta_s"}
     changes: dict[str, Any] = {}
     given: dict[str, float] = {}
+    rates_item = ""
     for item in overrides:
         key, sep, raw = item.partition("=")
         key, raw = key.strip(), raw.strip()
@@ -250,7 +251,7 @@ def with_overrides(preset: QuickstartPreset, overrides: Sequence[str]) -> Quicks
             raise ValueError(f"--set {item!r}: {key} is set twice")
         old = fields[key]
         if key == "method_lr":
-            given = _method_rates(item, raw)
+            given, rates_item = _method_rates(item, raw), item
             value = {**old, **given}
         elif isinstance(old, tuple):
             value: Any = tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -277,8 +278,8 @@ def with_overrides(preset: QuickstartPreset, overrides: Sequence[str]) -> Quicks
     unknown = sorted(set(given) - set(result.methods))
     if unknown:
         raise ValueError(
-            f"method_lr names {', '.join(unknown)}, not among the rows' methods ({', '.join(result.methods)}); "
-            "drop them or add them to methods"
+            f"--set {rates_item!r}: method_lr names {', '.join(unknown)}, not among the rows' methods "
+            f"({', '.join(result.methods)}); drop them or add them to methods"
         )
     return result
 
