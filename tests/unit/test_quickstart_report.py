@@ -240,7 +240,6 @@ def test_set_changes_the_named_settings_and_refuses_what_it_cannot_apply(capsys:
 
 
 def test_method_lr_replaces_the_named_rows_recipe_rate_only(tmp_path: Path) -> None:
-    import json
     from types import SimpleNamespace
 
     base = qs.PRESETS["default"]

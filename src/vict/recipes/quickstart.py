@@ -52,7 +52,7 @@ from vict.recipes.quickstart_report import (
     markdown,
     plot_gqa,
 )
-from vict.settings import help_field
+from vict.settings import help_field, parse_like
 
 EPILOG = """examples:
   vict quickstart --preset fast                 # 2 to 3 minutes on 2 CPU cores (CI uses this)
@@ -232,7 +232,6 @@ def with_overrides(preset: QuickstartPreset, overrides: Sequence[str]) -> Quicks
     field but ``eta_s``. An unknown key (with a did-you-mean hint), a value of the wrong type or out of range, a
     repeated key or a malformed item is a ``ValueError`` naming it; nothing is applied then."""
     from vict.data.scienceqa import FORMATS
-    from vict.settings import parse_like
 
     fields = {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset) if f.name != "eta_s"}
     changes: dict[str, Any] = {}
@@ -286,8 +285,6 @@ def with_overrides(preset: QuickstartPreset, overrides: Sequence[str]) -> Quicks
 
 def _method_rates(item: str, raw: str) -> dict[str, float]:
     """``lora:3e-3,vpgtrans_lora:2e-3`` -> ``{"lora": 0.003, "vpgtrans_lora": 0.002}`` (each rate finite, > 0)."""
-    from vict.settings import parse_like
-
     rates: dict[str, float] = {}
     for part in (p.strip() for p in raw.split(",")):
         name, sep, rate = (x.strip() for x in part.partition(":"))
