@@ -115,3 +115,10 @@ def test_caption_cli(checkpoint: Path, image: Path, tmp_path: Path, capsys) -> N
     assert [r["image"] for r in rows] == [str(image), str(second)] and all(r["caption"] for r in rows)
     assert main(["caption", "--checkpoint", str(checkpoint), str(image), str(tmp_path / "nope.jpg")]) == 2
     assert "nope.jpg: no such file" in capsys.readouterr().err
+    # images given as `vict ask` takes them (--image) join the positional ones, in order; none at all is refused
+    assert (
+        main(["caption", "--checkpoint", str(checkpoint), str(image), "--image", str(second), "--json", *BUDGET]) == 0
+    )
+    assert json.loads(capsys.readouterr().out) == rows
+    assert main(["caption", "--checkpoint", str(checkpoint), "--json"]) == 2
+    assert "no image given" in capsys.readouterr().err

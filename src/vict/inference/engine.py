@@ -80,7 +80,7 @@ def open_image(image: ImageLike, what: str = "image") -> Image.Image:
     if isinstance(image, Image.Image):
         return image.convert("RGB") if image.mode != "RGB" else image
     from vict.data.images import load_image
-    from vict.data.policy import BadImageError
+    from vict.data.policy import BadImageError, brief
 
     path = Path(image)
     if not path.exists():
@@ -90,7 +90,11 @@ def open_image(image: ImageLike, what: str = "image") -> Image.Image:
     try:
         loaded = load_image(path)
     except BadImageError as e:
-        raise ValueError(f"{what} {path}: not a readable image ({e})") from e
+        # the loader's message starts with the path and ends with how a data set run skips bad images, which
+        # means nothing here: keep what is wrong and how to fix it
+        detail = brief(e)
+        detail = detail[len(str(path)) :].lstrip(": ") if detail.startswith(str(path)) else detail
+        raise ValueError(f"{what} {path}: {detail}") from e
     if loaded is None:  # pragma: no cover - only under a skip policy, which we never pass
         raise ValueError(f"{what} {path}: not a readable image")
     return loaded

@@ -106,5 +106,8 @@ def test_bad_inputs_name_the_item(model, images, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no such file"):
         open_image(tmp_path / "missing.png")
     (tmp_path / "fake.png").write_text("not an image")
-    with pytest.raises(ValueError, match=r"fake.png: not a readable image"):
-        open_image(tmp_path / "fake.png")
+    with pytest.raises(ValueError, match=r"fake.png: not a readable image") as bad:
+        open_image(tmp_path / "fake.png", what="--image")
+    # named once, and without the data-set runs' advice on skipping bad images (no use to one image)
+    assert str(bad.value).count("fake.png") == 1 and str(bad.value).startswith("--image ")
+    assert "data.bad_input=skip" not in str(bad.value) and str(bad.value).endswith("re-download or remove it")
