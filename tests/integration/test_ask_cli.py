@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from vict.cli import main
+from vict.inference import Context
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +83,24 @@ def test_ask_several_questions_in_one_batch_match_asking_alone(checkpoint: Path,
     two = ["--image", str(image), "--image", str(image)]
     assert main(["ask", "--checkpoint", str(checkpoint), *two, *flags]) == 2
     assert "2 --image and 3 --question" in capsys.readouterr().err
+
+
+def test_ask_without_an_image_asks_text_only(checkpoint: Path, capsys) -> None:
+    """No --image: each question is the engine's text-only row ('Image: N/A' for the marker), as the engine answers
+    it; --self-context needs an image and is refused before the checkpoint loads."""
+    from vict.data.mixing import text_only_prompt
+    from vict.inference import VictEngine
+
+    base = ["ask", "--checkpoint", str(checkpoint), "--question", "is it red?", "--context-caption", "a red circle"]
+    assert main([*base, "--json", *BUDGET]) == 0
+    row = json.loads(capsys.readouterr().out)
+    engine = VictEngine.from_checkpoint(checkpoint, max_new_tokens=4)
+    (alone,) = engine.answer([None], ["is it red?"], Context.given_caption("a red circle"))
+    with_image = engine.builder.prompt("cap_qa", "short", question="is it red?", caption="a red circle")
+    assert row["image"] is None and row["prompt"] == alone.prompt == text_only_prompt(with_image)
+    assert row["answer"] == alone.answer
+    assert main(["ask", "--checkpoint", "/nonexistent", "--question", "q?", "--self-context"]) == 2
+    assert "--self-context needs an --image" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,9 @@ def test_blip2_cached_image_features_give_identical_outputs(tiny_blip2: Path, im
     )
     assert [a.answer for a in own] == [a.answer for a in given]
     assert own[0].prompt == blip2.prompt(asked[0], own[0].caption) and reused.cache.encoded == 3
+    # a plain BLIP-2 answers about an image only: a text-only question is refused, naming it
+    with pytest.raises(ValueError, match=r"no image at position\(s\) \[1\]: b answers questions about an image"):
+        reused.answer([paths[0], None], asked[:2])
 
 
 def test_similarity_cli_on_tiny_blip2(tiny_blip2: Path, image_dir: Path, tmp_path: Path) -> None:

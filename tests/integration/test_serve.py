@@ -106,6 +106,32 @@ def test_each_context_mode_answers_as_vict_ask(client, checkpoint, image_root, v
     assert reply.choices[0].finish_reason == "length" and reply.model == MODEL and reply.object == "chat.completion"
 
 
+def test_a_conversation_without_an_image_is_a_text_only_question_as_vict_ask(
+    client, server, checkpoint, capsys
+) -> None:
+    """No image: the engine's text-only row (``vict ask`` without ``--image``), its tokens counted without image
+    slots; batched beside an image question, each answers as alone; 'self' needs the image and is refused."""
+    caption = {"context": "caption", "caption": "a red square on white"}
+    text_only = [{"role": "user", "content": QUESTION}]
+    reply = client.chat.completions.create(
+        model=MODEL, messages=text_only, max_tokens=BUDGET, extra_body={"vict": caption}
+    )
+    args = ["ask", "--checkpoint", str(checkpoint), "--question", QUESTION, "--json", "--max-new-tokens", str(BUDGET)]
+    assert main([*args, "--context-caption", caption["caption"]]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert reply.choices[0].message.content == expected["answer"] and expected["answer"]
+    assert reply.model_extra["vict"]["image"] is False and expected["prompt"].startswith("Image: N/A")
+    engine = VictEngine.from_checkpoint(checkpoint)
+    ids = engine.collator.encode_prompts([expected["prompt"]], images=[None])["attention_mask"]
+    assert reply.usage.prompt_tokens == int(ids.sum())  # no image slots counted
+    refused = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        json={"model": MODEL, "messages": text_only, "vict": {"context": "self"}},
+        timeout=60,
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "missing_image"
+
+
 def test_streaming_sends_the_same_text_in_pieces_then_finish_usage_done(client, server, image_root) -> None:
     url = data_url(image_root / "scene1.png")
     body = {"model": MODEL, "messages": messages(url), "max_tokens": 8, "vict": {"context": "self"}}
@@ -188,7 +214,7 @@ def test_abuse_gets_4xx_with_a_reason_and_the_server_keeps_serving(server, clien
     cases = [
         (b'{"model": "tiny-vict", "messages": [', 400, "not valid JSON"),
         (body(max_tokens="ten"), 400, "max_tokens must be an integer"),
-        (body(messages=[{"role": "user", "content": QUESTION}]), 400, "no image"),
+        (body(messages=[{"role": "user", "content": QUESTION}], vict={"context": "self"}), 400, "captions the image"),
         (body(messages=messages("data:text/plain;base64,aGk=")), 400, "not an image"),
         (
             body(messages=messages("data:image/png;base64," + base64.b64encode(b"GIF89a nonsense").decode())),

@@ -31,11 +31,20 @@ TEXT_ONLY_KINDS: tuple[str, ...] = ("cap_qa",)
 """Instruction kinds that can drop their image: the prompt gives a caption as text, so the answer can follow."""
 
 
+def text_only_prompt(prompt: str) -> str:
+    """An image prompt made text only, as training makes its text-only rows: the image marker becomes
+    ``TEXT_ONLY_PREFIX`` (``ValueError`` for a prompt without the marker)."""
+    if IMAGE_MARKER not in prompt:
+        raise ValueError(f"the prompt holds no {IMAGE_MARKER!r} to replace: {prompt[:80]!r}")
+    return prompt.replace(IMAGE_MARKER, TEXT_ONLY_PREFIX, 1)
+
+
 def to_text_only(example: Example) -> Example:
     """``example`` without its image: the marker becomes ``TEXT_ONLY_PREFIX``, no ``image_path``."""
-    if IMAGE_MARKER not in example.prompt:
-        raise ValueError(f"image {example.image_id}: the prompt holds no {IMAGE_MARKER!r} to replace")
-    prompt = example.prompt.replace(IMAGE_MARKER, TEXT_ONLY_PREFIX, 1)
+    try:
+        prompt = text_only_prompt(example.prompt)
+    except ValueError as err:
+        raise ValueError(f"image {example.image_id}: {err}") from err
     return dataclasses.replace(example, prompt=prompt, image_path=None, kind=f"{example.kind}_text")
 
 

@@ -16,6 +16,11 @@ prompt about an image starts with (its visual tokens and the template text aroun
 and continued from by its caption prompt and every question about it, in any context; greedy outputs are those
 without reuse.
 
+Text-only questions: ``answer`` (and ``prompts``) take ``None`` for an image; the question's prompt is built as for
+an image and made text only as training makes its text-only rows (``vict.data.mixing.text_only_prompt``: the image
+marker becomes ``Image: N/A``), in any context but ``self`` (no image, no own caption). A method trained with
+text-only rows (LaVIN's mixed modality) answers them as it learnt to; any other answers with its LLM as tuned.
+
 Text-only rows: ``generate`` takes ``None`` for an image; that prompt (which must hold no ``<image>`` marker) becomes
 a row with no image slots, batched with the image rows, and gives the text ``model.generate`` gives on
 ``collator.encode_prompts([prompt], images=[None])``. It has no cache entry: with the cache on, its features are those
@@ -37,6 +42,7 @@ from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from vict.connectors.base import VisionFeatures
 from vict.constants import IMAGE_MARKER, IMAGE_SLOT_ID
+from vict.data.mixing import text_only_prompt
 from vict.data.prompts import STYLES, InstructionBuilder
 from vict.inference.context import CAPTION_KIND, CONTEXT_KINDS, Context
 from vict.inference.decoding import Completion, Decoding, RowControl, RowSampler
@@ -177,6 +183,7 @@ class Engine:
 
     kind = ""
     supports_sentence = True
+    supports_text_only = False
     caption_prompt = ""
 
     def __init__(self, name: str, batch_size: int, max_images: int | None) -> None:
@@ -195,6 +202,9 @@ class Engine:
         raise NotImplementedError
 
     def _budget(self, kind: str, max_new_tokens: int | None) -> int:
+        raise NotImplementedError
+
+    def _text_only_prompt(self, prompt: str) -> str:
         raise NotImplementedError
 
     def complete(
@@ -219,6 +229,9 @@ class Engine:
     ) -> list[str]:
         """One caption per image; each distinct image is captioned once and remembered, so ``self`` questions
         about it reuse the caption."""
+        blind = [i for i, im in enumerate(images) if im is None]
+        if blind:
+            raise ValueError(f"no image at position(s) {blind[:10]}: a caption needs an image")
         budget = self._budget("caption", max_new_tokens)
         keys = [image_key(im) for im in images]
         todo = self.captions.missing(keys, budget)
@@ -230,7 +243,7 @@ class Engine:
 
     def prompts(
         self,
-        images: Sequence[ImageLike],
+        images: Sequence[ImageLike | None],
         questions: Sequence[str],
         contexts: Sequence[Context],
         style: str = "short",
@@ -239,12 +252,24 @@ class Engine:
     ) -> tuple[list[str], list[str | None]]:
         """The answer prompts of ``questions`` in their ``contexts`` and, per question, the model's own caption of its
         image (made first, for ``self`` contexts; ``None`` for the others): the first half of ``answer``, for callers
-        that decode the prompts themselves (the server: ``VictEngine.complete_rows``)."""
+        that decode the prompts themselves (the server: ``VictEngine.complete_rows``). A ``None`` image makes a
+        text-only question (module docstring)."""
         check_questions(images, questions, style)
         if style == "sentence" and not self.supports_sentence:
             raise ValueError(f"style='sentence': {self.name} answers in the short style only")
         if len(contexts) != len(questions):
             raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts: give one per question")
+        blind = [i for i, im in enumerate(images) if im is None]
+        if blind and not self.supports_text_only:
+            raise ValueError(
+                f"no image at position(s) {blind[:10]}: {self.name} answers questions about an image only"
+            )
+        blind_self = [i for i in blind if contexts[i].kind == "self"]
+        if blind_self:
+            raise ValueError(
+                f"no image at position(s) {blind_self[:10]} in a 'self' context: the model's own caption needs an "
+                "image; give the image, or another context (none, a given caption, a given question-answer pair)"
+            )
         own: list[str | None] = [None] * len(questions)
         need = [i for i, c in enumerate(contexts) if c.kind == "self"]
         if need:
@@ -252,6 +277,8 @@ class Engine:
             for i, text in zip(need, made):
                 own[i] = text
         prompts = [self._prompt(q, c, own[i], style) for i, (q, c) in enumerate(zip(questions, contexts))]
+        for i in blind:
+            prompts[i] = self._text_only_prompt(prompts[i])
         return prompts, own
 
     def answer_budget(self, style: str, max_new_tokens: int | None = None) -> int:
@@ -260,7 +287,7 @@ class Engine:
 
     def answer(
         self,
-        images: Sequence[ImageLike],
+        images: Sequence[ImageLike | None],
         questions: Sequence[str],
         context: Context | Sequence[Context] | None = None,
         style: str = "short",
@@ -272,7 +299,8 @@ class Engine:
 
         ``style``: ``short`` (a word or a number) or ``sentence``; ``max_new_tokens``: the answer budget (default per
         style); ``caption_max_new_tokens``: the budget of ``self`` captions (as ``caption``). Returns one ``Answer``
-        per question; in ``self`` mode ``Answer.caption`` is the model's caption.
+        per question; in ``self`` mode ``Answer.caption`` is the model's caption. ``images[i] = None``: a text-only
+        question (any context but ``self``).
         """
         contexts = as_contexts(context or Context.none(), len(questions))
         prompts, own = self.prompts(images, questions, contexts, style, caption_max_new_tokens, progress)
@@ -308,6 +336,7 @@ class VictEngine(Engine):
     """
 
     kind = "vict"
+    supports_text_only = True
     supports_sentence = True
 
     def __init__(
@@ -654,6 +683,9 @@ class VictEngine(Engine):
 
     def _prompt(self, question: str, context: Context, own_caption: str | None, style: str) -> str:
         return context.prompt(self.builder, question, style, own_caption)
+
+    def _text_only_prompt(self, prompt: str) -> str:
+        return text_only_prompt(prompt)
 
     def _complete(
         self, images: Sequence[ImageLike], prompts: Sequence[str], max_new_tokens: int, progress: str | None

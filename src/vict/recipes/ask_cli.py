@@ -8,6 +8,9 @@ answer is the one it gets alone).
 Context (at most one): ``--context-caption TEXT`` (a given caption), ``--context-qa Q A`` (a given question-answer
 pair), ``--self-context`` (the model captions the image, then answers with that caption); without any, the
 question is asked alone. The flags become one ``vict.inference.Context``; the engine does the rest.
+
+Without ``--image`` the questions are asked text only (the engine's text-only rows: the prompt's image marker becomes
+``Image: N/A``, as in LaVIN's mixed-modality training), in any context but ``--self-context``.
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ EPILOG = """examples:
       --context-qa "what color is the square?" "blue" --json
   vict ask --checkpoint runs/vict_lora/final --image img.png --self-context \\
       --question "what color is the circle?" --question "how many squares are there?"
+  vict ask --checkpoint runs/lavin/final --question "which shapes have corners?"     # text only: no image
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``vict ask`` options."""
     parser.add_argument("--checkpoint", required=True, help="VICT checkpoint directory")
-    parser.add_argument("--image", required=True, action="append", help="image file (repeatable)")
+    parser.add_argument(
+        "--image", action="append", default=[], help="image file (repeatable; none: the questions are asked text only)"
+    )
     parser.add_argument("--question", required=True, action="append", help="the question (repeatable)")
     context = parser.add_mutually_exclusive_group()
     context.add_argument("--context-caption", metavar="TEXT", help="a caption of the image given as context")
@@ -59,8 +65,11 @@ def context_from_args(args: argparse.Namespace) -> Context:
     return Context.own_caption() if args.self_context else Context.none()
 
 
-def pairs(images: list[str], questions: list[str]) -> list[tuple[str, str]]:
-    """``(image, question)`` rows: one image for every question, one question for every image, or pairs in order."""
+def pairs(images: list[str], questions: list[str]) -> list[tuple[str | None, str]]:
+    """``(image, question)`` rows: one image for every question, one question for every image, or pairs in order;
+    no image: every question text only (image ``None``)."""
+    if not images:
+        return [(None, q) for q in questions]
     if len(images) == 1 or len(questions) == 1 or len(images) == len(questions):
         n = max(len(images), len(questions))
         return [(images[i % len(images)], questions[i % len(questions)]) for i in range(n)]
@@ -80,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
             )
         rows = pairs(args.image, args.question)
         context = context_from_args(args)
+        if not args.image and context.kind == "self":
+            raise ValueError("--self-context needs an --image: the model captions the image, then answers with it")
         if args.max_new_tokens is not None and args.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens {args.max_new_tokens}: must be >= 1")
         if args.batch_size < 1:
@@ -90,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"vict ask: error: {e}", file=sys.stderr)
         return 2
     answers = engine.answer(
-        [opened[path] for path, _ in rows],
+        [None if path is None else opened[path] for path, _ in rows],
         [q for _, q in rows],
         context,
         args.style,
@@ -102,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for (path, question), answer in zip(rows, answers):
         if len(rows) > 1:
-            print(f"image: {path}\nquestion: {question}")
+            print(f"image: {'(none: text only)' if path is None else path}\nquestion: {question}")
         if context.kind == "self":
             print(f"caption: {answer.caption}")
         print(f"answer: {answer.answer}")

@@ -11,7 +11,8 @@ cancels its job: out of the queue if it waits, its row ended at the next token i
 ``usage``: ``prompt_tokens`` counts the answer prompt as the LLM reads it (its text tokens, the image's visual
 tokens and, in ``self`` mode, the model's own caption); ``completion_tokens`` the answer's tokens (end of text not
 counted). The response's ``vict`` object says which context was used (and where it came from: the request, an
-earlier turn, or none) and, in ``self`` mode, the model's own caption.
+earlier turn, or none), whether the question came with an image (``image``: ``false`` for a text-only question, which
+the engine answers as its text-only rows) and, in ``self`` mode, the model's own caption.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vict.data.mixing import text_only_prompt
 from vict.inference.context import EMPTY_CAPTION
 from vict.serve.batcher import Batcher, Job, QueueFull, ShuttingDown
 from vict.serve.errors import RequestError, error_body
@@ -74,8 +76,11 @@ class PromptCounter:
         """The answer prompt's length; in ``self`` mode the own caption is counted at its full budget."""
         own = EMPTY_CAPTION if request.context.kind == "self" else None
         prompt = request.context.prompt(self.builder, request.question, request.style, own)
-        with self._lock:
-            mask = self.collator.encode_prompts([prompt])["attention_mask"]  # an image row; no pixels made
+        text_only = request.image_url is None
+        if text_only:
+            prompt = text_only_prompt(prompt)
+        with self._lock:  # no pixels made: the rows' kind is all the count needs
+            mask = self.collator.encode_prompts([prompt], images=[None] if text_only else None)["attention_mask"]
         extra = self.caption_budget if request.context.kind == "self" else 0
         return int(mask.sum()) + extra
 
@@ -161,9 +166,18 @@ def create_app(engine: Any, settings: ServeSettings, batcher: Batcher | None = N
         authorize(request)
         body = await read_json(request, settings.max_body_bytes)
         chat_request = parse_chat_request(body, settings.model_name, budgets, settings.max_tokens)
-        image = await run_in_threadpool(
-            load_image_url, chat_request.image_url, chat_request.image_param, settings.limits, settings.image_root
-        )
+        image = None  # a text-only question
+        if chat_request.image_url is None and not getattr(engine, "supports_text_only", False):
+            raise RequestError(
+                'this model answers questions about an image only: add a content part {"type": "image_url", '
+                '"image_url": {"url": "data:image/png;base64,..."}} to a user message',
+                param="messages",
+                code="missing_image",
+            )
+        if chat_request.image_url is not None:
+            image = await run_in_threadpool(
+                load_image_url, chat_request.image_url, chat_request.image_param, settings.limits, settings.image_root
+            )
         n_prompt = await run_in_threadpool(counter.count, chat_request)
         if n_prompt > max_prompt:
             raise RequestError(
@@ -237,7 +251,11 @@ class Reply:
 
     def vict(self) -> dict[str, Any]:
         context = self.request.context
-        out: dict[str, Any] = {"context": context.kind, "context_from": self.request.context_from}
+        out: dict[str, Any] = {
+            "context": context.kind,
+            "context_from": self.request.context_from,
+            "image": self.request.image_url is not None,
+        }
         if context.kind == "qa" and context.qa:
             out["qa"] = {"question": context.qa[0], "answer": context.qa[1]}
         if context.kind == "caption":

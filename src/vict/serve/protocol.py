@@ -4,10 +4,12 @@
 answer style and one ``Decoding``) or raises ``RequestError`` naming the field (``param``) and the fix. Unknown
 fields are refused, as OpenAI refuses them, so a typo never passes silently.
 
-Conversations (one image per conversation; the model answers about one image):
+Conversations (at most one image per conversation; the model answers about one image, or text only):
 
 - the last message is the user's question (its text parts, joined by a space); the image is the one
-  ``image_url`` part among the user messages (none, or more than one, is a 400);
+  ``image_url`` part among the user messages (more than one is a 400); a conversation without one is a text-only
+  question (the engine's text-only row: the prompt's image marker becomes ``Image: N/A``, as LaVIN's mixed-modality
+  training writes text-only samples), in any context but ``self`` (no image to caption: a 400);
 - earlier turns become context the way the prompt templates define it: without a ``vict.context``, the latest
   earlier user question with the assistant's answer after it is a given question-answer pair (VICT's ``qa``
   context, the ``qa_qa`` template); with a ``vict.context``, that context is used and earlier turns are not
@@ -62,8 +64,9 @@ class ChatRequest:
     earlier turn) or ``none``."""
 
     model: str
-    image_url: str
-    image_param: str
+    image_url: str | None
+    """``None``: a text-only question."""
+    image_param: str | None
     question: str
     context: Context
     context_from: str
@@ -271,13 +274,6 @@ def parse_chat_request(body: Any, model_name: str, budgets: dict[str, int], max_
             param=f"messages[{len(messages) - 1}].content",
             code="empty_question",
         )
-    if not images:
-        raise RequestError(
-            'no image in the conversation: add a content part {"type": "image_url", "image_url": {"url": '
-            '"data:image/png;base64,..."}} to a user message',
-            param="messages",
-            code="missing_image",
-        )
     if len(images) > 1:
         raise RequestError(
             f"{len(images)} images in the conversation: this model answers about one image per conversation",
@@ -285,6 +281,14 @@ def parse_chat_request(body: Any, model_name: str, budgets: dict[str, int], max_
             code="too_many_images",
         )
     context, style = _context(body.get("vict"))
+    if not images and context is not None and context.kind == "self":
+        raise RequestError(
+            "vict.context 'self' captions the image, and the conversation has none: add a content part "
+            '{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}} to a user message, or use '
+            "another context",
+            param="messages",
+            code="missing_image",
+        )
     context_from = "request" if context is not None else "none"
     if context is None:
         context = Context.none()
@@ -295,8 +299,8 @@ def parse_chat_request(body: Any, model_name: str, budgets: dict[str, int], max_
                 break
     return ChatRequest(
         model=model,
-        image_url=images[0][0],
-        image_param=images[0][1],
+        image_url=images[0][0] if images else None,
+        image_param=images[0][1] if images else None,
         question=question,
         context=context,
         context_from=context_from,

@@ -95,6 +95,27 @@ def test_features_and_captions_are_made_once_per_image_with_identical_outputs(mo
     assert [a.answer for a in small.answer(paths, questions)] == [a.answer for a in plain.answer(paths, questions)]
 
 
+def test_text_only_questions_are_the_training_text_only_rows(model, images) -> None:
+    """A ``None`` image: the prompt the image row gets, its marker made ``Image: N/A`` as training's text-only rows,
+    decoded with no image slots; batched with image rows, each row answers as alone."""
+    from vict.data.mixing import text_only_prompt
+
+    engine = VictEngine(model, batch_size=4, max_new_tokens=TOKENS)
+    contexts = [Context.none(), Context.given_caption("a red circle"), Context.given_qa("is it big?", "yes")]
+    mixed = engine.answer([None, images[0], None], QUESTIONS, contexts)
+    with_image = VictEngine(model, max_new_tokens=TOKENS).answer([images[0]] * 3, QUESTIONS, contexts)
+    for k in (0, 2):
+        assert mixed[k].prompt == text_only_prompt(with_image[k].prompt)
+        assert mixed[k].prompt.startswith("Image: N/A") and "<image>" not in mixed[k].prompt
+        alone = VictEngine(model, max_new_tokens=TOKENS).generate([None], [mixed[k].prompt], TOKENS)
+        assert mixed[k].answer == alone[0]
+    assert mixed[1].answer == with_image[1].answer and mixed[1].prompt == with_image[1].prompt
+    with pytest.raises(ValueError, match=r"no image at position\(s\) \[1\] in a 'self' context"):
+        engine.answer([images[0], None], QUESTIONS[:2], Context.own_caption())
+    with pytest.raises(ValueError, match=r"no image at position\(s\) \[0\]: a caption needs an image"):
+        engine.caption([None])
+
+
 def test_bad_inputs_name_the_item(model, images, tmp_path: Path) -> None:
     engine = VictEngine(model, max_new_tokens=TOKENS)
     with pytest.raises(ValueError, match=r"empty question at position\(s\) \[1\]"):

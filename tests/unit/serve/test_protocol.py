@@ -100,7 +100,7 @@ def test_earlier_turns_become_a_question_answer_context() -> None:
         ({"max_tokenz": 3}, "max_tokenz", 400),
         ({"messages": []}, "messages", 400),
         ({"messages": "hi"}, "messages", 400),
-        ({"messages": [user(image=False)]}, "messages", 400),
+        ({"messages": [user(image=False)], "vict": {"context": "self"}}, "messages", 400),
         ({"messages": [user(), user()]}, "messages[1].content[0].image_url.url", 400),
         ({"messages": [user(None)]}, "messages[0].content", 400),
         ({"messages": [user("   ")]}, "messages[0].content[1].text", 400),
