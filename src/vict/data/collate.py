@@ -112,12 +112,15 @@ class VictCollator:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     def _split_at_marker(self, text: str, where: str, text_only: bool = False) -> tuple[str, str]:
-        if text_only:  # no image: the whole prompt comes before where the slots would be
+        if text_only:
+            # no image (no slots): the whole prompt is the text the target follows, tokenized with it as an image
+            # row's text after its slots is (a tokenizer that strips a text's leading space would otherwise glue
+            # the target to the prompt: other ids for the same answer than image rows learn and inference reads)
             if IMAGE_MARKER in text:
                 raise ValueError(
                     f"{where}: a text-only example (no image) must not hold {IMAGE_MARKER!r}: {text[:200]!r}"
                 )
-            return text, ""
+            return "", text
         if text.count(IMAGE_MARKER) != 1:
             raise ValueError(
                 f"{where}: the prompt must contain {IMAGE_MARKER!r} exactly once, found "

@@ -86,3 +86,32 @@ def test_a_marker_in_a_text_only_prompt_or_a_split_row_is_refused(tmp_path) -> N
     ids = torch.tensor([[1, IMAGE_SLOT_ID, 5, 6]])
     with pytest.raises(ValueError, match="or none"):
         model.embed_inputs(ids, torch.zeros(1, model.num_visual_tokens, model.base_llm.config.hidden_size))
+
+
+def test_a_text_only_row_learns_the_target_tokens_an_image_row_learns() -> None:
+    """With a BPE tokenizer (a word's leading space is part of its token), a text-only row's target is tokenized as
+    it follows its prompt in running text, the same ids as the image row of the same instruction: the target is
+    not glued to the prompt's last word (which taught text-only rows other tokens for the same answer)."""
+    from transformers import AutoTokenizer
+
+    from vict.data.mixing import text_only_prompt
+    from vict.zoo.shipped import shipped_zoo
+
+    tok = AutoTokenizer.from_pretrained(shipped_zoo("default", check=False).target_lm_dir)
+    collate = VictCollator(tok, 4, None, max_length=128)
+    prompt = f"{IMAGE_MARKER} a small blue square on the left. Question: what colour is the square? Short answer:"
+    for target in ("blue", "The answer is A."):
+        image_row = Example("cap_qa", prompt, target, "1", None, "short")
+        text_row = Example("cap_qa", text_only_prompt(prompt), target, "1", None, "short")
+        assert is_text_only(text_row) and not is_text_only(image_row)
+
+        def target_ids(ex: Example) -> list[int]:
+            batch = collate([ex])
+            return batch["input_ids"][0][batch["labels"][0] != IGNORE_INDEX].tolist()
+
+        running = tok(text_only_prompt(prompt) + " " + target, add_special_tokens=False)["input_ids"]
+        expected = running[len(tok(text_only_prompt(prompt), add_special_tokens=False)["input_ids"]) :]
+        assert target_ids(text_row) == target_ids(image_row) == [*expected, tok.eos_token_id]
+        # and the prompt's ids are those inference feeds the model (encode_prompts of the same text-only prompt)
+        prompt_ids = collate.encode_prompts([text_row.prompt], images=[None])["input_ids"][0].tolist()
+        assert collate([text_row])["input_ids"][0].tolist() == prompt_ids + target_ids(text_row)
