@@ -804,7 +804,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset",
         default="default",
         choices=sorted(PRESETS),
-        help="fast (~2 min), default (~9 min) or scienceqa (VICT, LaVIN and VLoRA on ScienceQA-mini, ~9 min)",
+        help="fast (~2 min), default (~9 min) or scienceqa (VICT, LaVIN and VLoRA on ScienceQA-mini, ~6 min)",
     )
     parser.add_argument(
         "--zoo",
