@@ -18,7 +18,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from vict.cli import main
-from vict.eval.splits import SETTINGS
+from vict.eval.splits import DEFAULT_SETTINGS
 from vict.eval.text_retention import perplexity
 from vict.recipes import quickstart as qs
 
@@ -68,7 +68,7 @@ def _check_keys(report: dict, preset: qs.QuickstartPreset = MICRO) -> None:
     for row in preset.rows:
         assert list(report["captioning"][row]) == ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE"]
         # every context setting of the evaluation, in its order; one the evaluation did not run is None
-        assert list(report["gqa"][row]) == list(SETTINGS) == list(report["gqa_by_type"][row])
+        assert list(report["gqa"][row]) == list(DEFAULT_SETTINGS) == list(report["gqa_by_type"][row])
         assert report["gqa"][row]["none"] is not None, report["gqa"][row]
         for setting, acc in report["gqa"][row].items():
             assert acc is None or 0.0 <= acc <= 100.0, (row, setting, acc)

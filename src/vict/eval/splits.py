@@ -24,6 +24,11 @@ GQA context settings (``SETTINGS``) and where their context comes from (``contex
 | ``qa``         | ``qa``       | another question-answer pair of the same image (``QA_CONTEXT_RULE``)            |
 | ``dense``      | ``caption``  | the image's caption flagged ``"dense": true`` (an oracle: it names every object) |
 | ``distractor`` | ``caption``  | the gold caption of another evaluated image with other objects (``DISTRACTOR_RULE``) |
+| ``text``       | ``caption``  | the image's gold caption, and **no image**: a text-only question (only when asked for) |
+
+``text`` is the control of ``caption``: the same caption, the question asked text only (the engine's text-only row,
+``Image: N/A`` for the image). What a model answers there it reads from the caption alone; what it gains in
+``caption`` over ``text`` it takes from the image. It is not among ``DEFAULT_SETTINGS``: ask for it by name.
 
 A question with no context of its setting's kind (an image without a gold caption; a single question on its image
 for ``qa``; no dense caption, as in real COCO) is skipped in that setting; the report counts it as ``skipped``.
@@ -42,8 +47,12 @@ from vict.data.policy import BadImageError, BadInputPolicy, SkippedImageError, S
 from vict.eval.predictions import ScoreError
 
 TASKS: tuple[str, ...] = ("caption", "gqa")
-SETTINGS: tuple[str, ...] = ("none", "caption", "self", "qa", "dense", "distractor")
+SETTINGS: tuple[str, ...] = ("none", "caption", "self", "qa", "dense", "distractor", "text")
 """GQA context settings of an evaluation (see the module's table)."""
+TEXT_ONLY_SETTINGS: frozenset[str] = frozenset({"text"})
+"""Settings whose questions are asked without their image."""
+DEFAULT_SETTINGS: tuple[str, ...] = tuple(s for s in SETTINGS if s not in TEXT_ONLY_SETTINGS)
+"""The settings an evaluation runs when none are named (``text`` runs only when asked for)."""
 SETTING_KINDS: dict[str, str] = {
     "none": "none",
     "caption": "caption",
@@ -51,6 +60,7 @@ SETTING_KINDS: dict[str, str] = {
     "qa": "qa",
     "dense": "caption",
     "distractor": "caption",
+    "text": "caption",
 }
 """Setting -> the ``vict.inference.context.Context`` kind it answers with."""
 SETTING_DESCRIPTIONS: dict[str, str] = {
@@ -60,6 +70,7 @@ SETTING_DESCRIPTIONS: dict[str, str] = {
     "qa": "another question-answer pair of the same image",
     "dense": "the image's dense caption naming every object (an oracle)",
     "distractor": "the gold caption of another image with other objects",
+    "text": "a gold caption of the image as text, and no image (a text-only question)",
 }
 GOLD_CAPTION_RULE = 'first caption of the image (annotation order) not flagged "dense": true'
 DENSE_CAPTION_RULE = 'first caption of the image (annotation order) flagged "dense": true'
@@ -252,7 +263,7 @@ def context_sources(data: EvalSplit, setting: str) -> dict[int, ContextSource]:
         return out
     for k, q in enumerate(questions):
         image = images[q.image_index]
-        text = image.gold_caption if setting == "caption" else image.dense_caption
+        text = image.gold_caption if setting in ("caption", "text") else image.dense_caption
         if text and text.strip():
             out[k] = ContextSource(kind, caption=text, image_index=q.image_index)
     return out
@@ -260,6 +271,8 @@ def context_sources(data: EvalSplit, setting: str) -> dict[int, ContextSource]:
 
 def missing_context_reason(setting: str) -> str:
     """Why a question can lack a context in ``setting`` (for the report's notes)."""
+    if setting == "text":
+        setting = "caption"
     return {
         "caption": "its image has no gold caption (e.g. GQA testdev images are not COCO images; give COCO captions "
         "and --vg-image-data to join them)",

@@ -60,12 +60,14 @@ from vict.eval.gqa import gqa_accuracy_by_type, gqa_correctness, score_gqa
 from vict.eval.report import write_json
 from vict.eval.splits import (
     ALL_TASKS,
+    DEFAULT_SETTINGS,
     DENSE_CAPTION_RULE,
     DISTRACTOR_RULE,
     GOLD_CAPTION_RULE,
     QA_CONTEXT_RULE,
     SETTINGS,
     TASKS,
+    TEXT_ONLY_SETTINGS,
     ContextSource,
     EvalQuestion,
     EvalSplit,
@@ -100,11 +102,15 @@ def setting_context(source: ContextSource) -> Context:
     return Context.own_caption() if source.kind == "self" else Context.none()
 
 
-def context_record(source: ContextSource, data: EvalSplit, own_caption: str | None = None) -> dict[str, Any]:
+def context_record(
+    source: ContextSource, data: EvalSplit, own_caption: str | None = None, text_only: bool = False
+) -> dict[str, Any]:
     """What a prediction record says about its context: ``{"kind"}`` plus ``caption`` and ``source_image_id`` (the
     image the caption describes; another image for ``distractor``), ``qa`` and ``source_question_id``, or the
-    model's own ``caption`` (``self``)."""
+    model's own ``caption`` (``self``); ``"image": false`` for a question asked without its image (``text``)."""
     out: dict[str, Any] = {"kind": source.kind}
+    if text_only:
+        out["image"] = False
     if source.kind == "self":
         out["caption"] = own_caption
     if source.caption is not None:
@@ -195,8 +201,9 @@ def _run_generation(
                 continue
             qs = [data.questions[k] for k in keep]
             contexts = [setting_context(plan[k]) for k in keep]
+            blind = style == "short" and setting in TEXT_ONLY_SETTINGS  # asked without the image
             answered = engine.answer(
-                [data.images[q.image_index].path for q in qs],
+                [None if blind else data.images[q.image_index].path for q in qs],
                 [q.question for q in qs],
                 contexts,
                 style,
@@ -272,9 +279,11 @@ def evaluate_model(
         batch_size: prompts per generation batch.
         settings: GQA context settings among ``SETTINGS``: ``none``, ``caption`` (gold), ``self`` (generated),
             ``qa`` (another pair of the image), ``dense`` (the dense caption), ``distractor`` (another image's
-            gold caption); see ``vict.eval.splits``. ``None``: all of them, those the data cannot give (e.g.
-            ``dense`` on real COCO) absent from ``gqa`` with a note; a setting asked for by name is treated alike
-            (``vict eval --gqa-settings`` refuses it up front instead).
+            gold caption), ``text`` (the gold caption and no image: a text-only question, only when named; an
+            engine that answers about images only skips it with a note); see ``vict.eval.splits``. ``None``:
+            ``DEFAULT_SETTINGS`` (all but ``text``), those the data cannot give (e.g. ``dense`` on real COCO)
+            absent from ``gqa`` with a note; a setting asked for by name is treated alike (``vict eval
+            --gqa-settings`` refuses it up front instead).
         sentence: also score sentence answers (``none`` setting; VICT only).
         caption_metrics: subset of caption metrics (default all; ``FAST_CAPTION_METRICS`` skips METEOR/SPICE).
         max_new_tokens: one generation budget for captions and answers (default: per kind, see
@@ -310,7 +319,7 @@ def evaluate_model(
         ``vqav2_<split>_results.json`` (the official results format). ``"skipped_inputs"``: under a skip policy,
         ``SkipReport.to_json()`` (``total``, ``counts`` by reason, the first messages of each); ``None`` under fail.
     """
-    settings = list(SETTINGS if settings is None else settings)
+    settings = list(DEFAULT_SETTINGS if settings is None else settings)
     bad_tasks = [t for t in tasks if t not in ALL_TASKS]
     bad_settings = [s for s in settings if s not in SETTINGS]
     if bad_tasks or bad_settings or not tasks:
@@ -358,6 +367,12 @@ def evaluate_model(
             written[file_name] = str(write_json(pred_dir / file_name, payload))
 
     notes = list(data.notes) if data is not None else []
+    blind = [s for s in settings if s in TEXT_ONLY_SETTINGS]
+    if blind and not getattr(engine, "supports_text_only", False):
+        settings = [s for s in settings if s not in TEXT_ONLY_SETTINGS]
+        notes.append(
+            f"GQA `{'`, `'.join(blind)}` setting skipped: {engine.name} answers questions about an image only."
+        )
     if vqav2 is not None and "vqav2" in tasks:
         notes += vqav2.notes
     if data is not None:
@@ -456,7 +471,12 @@ def evaluate_model(
                 {
                     "questionId": data.questions[k].question_id,
                     "prediction": got[k],
-                    "context": context_record(sources[setting][k], data, own.get(data.questions[k].image_index)),
+                    "context": context_record(
+                        sources[setting][k],
+                        data,
+                        own.get(data.questions[k].image_index),
+                        text_only=setting in TEXT_ONLY_SETTINGS,
+                    ),
                 }
                 for k in keys
             ]

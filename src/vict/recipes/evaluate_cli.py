@@ -11,6 +11,7 @@ from vict.data.scienceqa import FORMATS
 from vict.eval.scienceqa import FAILED_RULES
 from vict.eval.splits import (
     ALL_TASKS,
+    DEFAULT_SETTINGS,
     SETTINGS,
     TASKS,
     EvalSplit,
@@ -128,7 +129,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--settings",
         dest="gqa_settings",
         metavar="LIST",
-        help=f"comma-separated GQA context settings among {','.join(SETTINGS)} (default: all the data supports)",
+        help=f"comma-separated GQA context settings among {','.join(SETTINGS)} (default: all the data supports "
+        "but text, which asks with the gold caption and no image: name it to run it)",
     )
     parser.add_argument("--out", help="output folder (default eval-<split>)")
     parser.add_argument(
@@ -170,7 +172,7 @@ def check_settings_supported(data: EvalSplit, settings: Sequence[str]) -> None:
     unsupported = [s for s in settings if not context_sources(data, s)]
     if not unsupported or not data.questions:
         return
-    supported = [s for s in SETTINGS if context_sources(data, s)]
+    supported = [s for s in DEFAULT_SETTINGS if context_sources(data, s)]
     why = "; ".join(f"{s}: a question has no context when {missing_context_reason(s)}" for s in unsupported)
     raise ValueError(
         f"--gqa-settings {','.join(settings)}: no evaluated question has a context for {','.join(unsupported)} "

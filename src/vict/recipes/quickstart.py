@@ -10,7 +10,7 @@ Stages (each printed with its name and the estimated time left):
    merged converter init (fitted once), and after the one with ``speedup`` (``vpgtrans``) ``train vpg-scratch``
    trains the from-scratch VPG that VPGTrans's speed-up is measured against;
 4. ``eval``: the source BLIP-2 (``Blip2Engine``) and every VICT model (``VictEngine``) on the test split, captioning
-   and GQA in every context setting of ``vict.eval.splits.SETTINGS``, overall and by question type
+   and GQA in every context setting of ``vict.eval.splits.DEFAULT_SETTINGS``, overall and by question type
    (``vict.recipes.evaluate``);
 5. ``text retention``: each VICT model's LLM on the test split's plain text, perplexity with the method's delta off
    and on (``vict.eval.text_retention``);

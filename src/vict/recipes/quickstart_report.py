@@ -2,7 +2,7 @@
 plot, and the aggregation of several seeds' reports into mean and standard deviation.
 
 Every function here is pure (plain dicts in, plain dicts or text out), apart from the plot, which writes a file.
-GQA context settings are read from ``vict.eval.splits.SETTINGS`` at call time; a setting missing from an
+GQA context settings are read from ``vict.eval.splits.DEFAULT_SETTINGS`` at call time; a setting missing from an
 evaluation report is ``None`` in every row built from it.
 """
 
@@ -22,6 +22,7 @@ SETTING_TITLES: dict[str, str] = {
     "qa": "given QA",
     "dense": "dense (oracle)",
     "distractor": "distractor",
+    "text": "gold caption, no image",
 }
 """Column titles of the GQA context settings (a setting without a title shows under its own name)."""
 TABLE_TYPE_PREFIXES: tuple[str, ...] = ("structural/", "semantic/")
@@ -29,10 +30,10 @@ TABLE_TYPE_PREFIXES: tuple[str, ...] = ("structural/", "semantic/")
 
 
 def gqa_settings() -> tuple[str, ...]:
-    """The GQA context settings of an evaluation, in report order (``vict.eval.splits.SETTINGS``)."""
-    from vict.eval.splits import SETTINGS
+    """The GQA context settings of an evaluation, in report order (``vict.eval.splits.DEFAULT_SETTINGS``)."""
+    from vict.eval.splits import DEFAULT_SETTINGS
 
-    return tuple(SETTINGS)
+    return tuple(DEFAULT_SETTINGS)
 
 
 def _pct(x: float | None) -> float | None:

@@ -10,7 +10,9 @@ import pytest
 
 from vict.eval.gqa import gqa_accuracy_by_type, gqa_correctness, score_gqa
 from vict.eval.splits import (
+    DEFAULT_SETTINGS,
     SETTINGS,
+    TEXT_ONLY_SETTINGS,
     EvalImage,
     EvalQuestion,
     EvalSplit,
@@ -43,7 +45,9 @@ def _objects(scene: dict) -> set[tuple[str, str, str, str]]:
 
 
 def test_settings_keep_the_first_three_first() -> None:
-    assert SETTINGS == ("none", "caption", "self", "qa", "dense", "distractor")
+    assert SETTINGS == ("none", "caption", "self", "qa", "dense", "distractor", "text")
+    # `text` (the gold caption, no image) runs only when named
+    assert SETTINGS[:-1] == DEFAULT_SETTINGS and set(TEXT_ONLY_SETTINGS) == {"text"}
 
 
 def test_qa_partner_is_the_next_other_question_of_the_same_image() -> None:
@@ -92,6 +96,7 @@ def test_world_contexts_come_from_where_the_rules_say(world: Path) -> None:
         assert sources["dense"][k].kind == "caption" and sources["dense"][k].caption == dense
         gold = next(a["caption"] for a in mine if not a["dense"])
         assert sources["caption"][k].caption == gold and sources["caption"][k].image_index == q.image_index
+        assert sources["text"][k] == sources["caption"][k]  # the same caption; asked without the image
         # distractor: another image's gold caption (same rule), another text, another object set.
         d = sources["distractor"][k]
         other = str(data.images[d.image_index].image_id)
@@ -172,7 +177,7 @@ def test_evaluate_model_contexts_records_and_by_type(world: Path, tmp_path: Path
     data = load_eval_split(world, "test")
     engine = RecordingEngine({q.question: q.answer for q in data.questions})
     report = evaluate_model(engine, data, tasks=["gqa"], out_dir=tmp_path, sentence=False)
-    assert list(report["gqa"]) == list(SETTINGS)  # the world supports every setting
+    assert list(report["gqa"]) == list(DEFAULT_SETTINGS)  # the world supports every setting; `text` when named
     # What the engine was given (one block: each setting one pass over the questions, in order): `qa` never the
     # question asked; `dense` the flagged caption; `distractor` the gold caption of an image with other objects.
     dense = {str(a["image_id"]): a["caption"] for a in captions["annotations"] if a["dense"]}
@@ -181,11 +186,11 @@ def test_evaluate_model_contexts_records_and_by_type(world: Path, tmp_path: Path
         if not a["dense"]:
             gold.setdefault(str(a["image_id"]), a["caption"])
     n = len(data.questions)
-    assert len(engine.seen) == n * len(SETTINGS)
-    seen = {s: engine.seen[i * n : (i + 1) * n] for i, s in enumerate(SETTINGS)}
+    assert len(engine.seen) == n * len(DEFAULT_SETTINGS)
+    seen = {s: engine.seen[i * n : (i + 1) * n] for i, s in enumerate(DEFAULT_SETTINGS)}
     for k, q in enumerate(data.questions):
         image_id = str(data.images[q.image_index].image_id)
-        assert all(seen[s][k][:2] == (image_id, q.question) for s in SETTINGS)
+        assert all(seen[s][k][:2] == (image_id, q.question) for s in DEFAULT_SETTINGS)
         assert seen["qa"][k][2].kind == "qa" and seen["qa"][k][2].qa[0] != q.question
         assert seen["dense"][k][2].caption == dense[image_id] and seen["caption"][k][2].caption == gold[image_id]
         distractor = seen["distractor"][k][2]
@@ -220,6 +225,41 @@ def test_evaluate_model_contexts_records_and_by_type(world: Path, tmp_path: Path
                 assert ctx == {"kind": "none"}
     md = report_markdown({"recording": report})
     assert "| qa" in md and "| distractor" in md and "structural: query" in md and "semantic: attribute" in md
+
+
+class TextOnlyRecordingEngine(RecordingEngine):
+    """A ``RecordingEngine`` that also takes text-only questions (``None`` images)."""
+
+    supports_text_only = True
+
+    def answer(self, images, questions, contexts, style="short", progress=None) -> list[_Answer]:
+        self.seen += [(None if p is None else Path(p).stem, q, c) for p, q, c in zip(images, questions, contexts)]
+        return [_Answer(self.gold[q] if len(q) % 2 else "wrong") for q in questions]
+
+
+def test_the_text_setting_asks_with_the_gold_caption_and_no_image(world: Path, tmp_path: Path) -> None:
+    from vict.recipes.evaluate import evaluate_model
+
+    data = load_eval_split(world, "test")
+    n = len(data.questions)
+    engine = TextOnlyRecordingEngine({q.question: q.answer for q in data.questions})
+    report = evaluate_model(
+        engine, data, tasks=["gqa"], settings=["caption", "text"], out_dir=tmp_path, sentence=False
+    )
+    assert list(report["gqa"]) == ["caption", "text"]
+    caption, text = engine.seen[:n], engine.seen[n:]
+    for (image, question, ctx), (blind, same_question, same_ctx) in zip(caption, text):
+        assert image is not None and blind is None  # the same question and caption, without the image
+        assert (question, ctx) == (same_question, same_ctx) and ctx.kind == "caption" and ctx.caption
+    records = json.loads(Path(report["predictions"]["gqa_text_test_predictions.json"]).read_text())
+    assert len(records) == n and all(r["context"]["image"] is False and r["context"]["caption"] for r in records)
+    with_image = json.loads(Path(report["predictions"]["gqa_caption_test_predictions.json"]).read_text())
+    assert all("image" not in r["context"] for r in with_image)
+    # an engine that answers about images only (a plain BLIP-2) skips it, saying why
+    only_images = RecordingEngine({q.question: q.answer for q in data.questions})
+    report = evaluate_model(only_images, data, tasks=["gqa"], settings=["none", "text"], sentence=False)
+    assert list(report["gqa"]) == ["none"] and len(only_images.seen) == n
+    assert any("`text` setting skipped: recording answers questions about an image only" in x for x in report["notes"])
 
 
 def _no_dense_split(world: Path) -> EvalSplit:
