@@ -28,6 +28,7 @@ MICRO = dataclasses.replace(
     qs.PRESETS["fast"],
     methods=(*qs.PRESETS["fast"].methods, "lavin"),
     sqa_ratio=0.2,
+    gqa_text=True,
     world_images=40,
     zoo="micro",
     train_steps=3,
@@ -68,8 +69,11 @@ def _check_keys(report: dict, preset: qs.QuickstartPreset = MICRO) -> None:
     for row in preset.rows:
         assert list(report["captioning"][row]) == ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE"]
         # every context setting of the evaluation, in its order; one the evaluation did not run is None
-        assert list(report["gqa"][row]) == list(DEFAULT_SETTINGS) == list(report["gqa_by_type"][row])
+        settings = [*DEFAULT_SETTINGS, *(["text"] if preset.gqa_text else [])]
+        assert list(report["gqa"][row]) == settings == list(report["gqa_by_type"][row])
         assert report["gqa"][row]["none"] is not None, report["gqa"][row]
+        if preset.gqa_text:  # asked text only: every VICT row answers; the plain BLIP-2 cannot (an empty cell)
+            assert (report["gqa"][row]["text"] is None) == (row == qs.SOURCE_ROW), (row, report["gqa"][row])
         for setting, acc in report["gqa"][row].items():
             assert acc is None or 0.0 <= acc <= 100.0, (row, setting, acc)
             by_type = report["gqa_by_type"][row][setting]

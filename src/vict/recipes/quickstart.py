@@ -107,6 +107,11 @@ class QuickstartPreset:
         "ScienceQA prompt format of the training problems and the evaluation (vict.data.scienceqa.FORMATS)",
         default="QCM-A",
     )
+    gqa_text: bool = help_field(
+        "also ask GQA-mini with the gold caption and no image (the `text` setting, vict.eval.splits): what each row "
+        "answers text only, LaVIN's kept skill (the plain BLIP-2 cannot: its cell is empty)",
+        default=False,
+    )
     transfer_eval_every: int = help_field(
         "validation-loss interval (steps) of the vpgtrans row and its from-scratch baseline: the points of the "
         "transfer curves and the speed-up",
@@ -197,6 +202,7 @@ PRESETS["scienceqa"] = dataclasses.replace(
     eta_s={**PRESETS["default"].eta_s, "world": 4, "train": 90, "eval": 50},
     methods=("lora", "llama_adapter", "mm_adapter", "lavin", "vlora"),
     sqa_ratio=0.2,
+    gqa_text=True,
 )
 """VICT, LaVIN and VLoRA on ScienceQA-mini: every row trains with 20% ScienceQA problems and is evaluated on them;
 ``vict-mm_adapter`` is VICT's VPG feeding LaVIN's adapters, ``lavin`` LaVIN itself (its connector, text-only rows)."""
@@ -556,7 +562,7 @@ def quickstart(
     world = out / "world"
     clock = StageClock(p.stage_eta_s(), printer)
     rows = p.rows
-    settings = gqa_settings()
+    settings = (*gqa_settings(), *(("text",) if p.gqa_text else ()))
 
     def make_world() -> None:
         generate_world(world, images=p.world_images, seed=seed, overwrite=True)

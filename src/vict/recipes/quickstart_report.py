@@ -435,7 +435,7 @@ def plot_gqa(gqa: Mapping[str, Mapping[str, Any]], baselines: Mapping[str, Any],
     )
     ax.set_ylabel("GQA short-answer accuracy (%)")
     ax.set_xlabel("context")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the axes: it hides no bar
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
