@@ -176,9 +176,10 @@ class CaptionMemory:
 class Engine:
     """What every engine shares: the caption memory, the answer flow of ``Context`` values, ``release()``.
 
-    A subclass sets ``kind``, ``supports_sentence`` and ``caption_prompt`` and gives ``_prompt`` (the answer prompt
-    of one question in its context), ``_complete`` (greedy completions of prompts for images, batched) and
-    ``_budget`` (the default token budget of a caption or an answer style).
+    A subclass sets ``kind``, ``supports_sentence``, ``supports_text_only`` (its ``_complete`` takes ``None`` images
+    with text-only prompts) and ``caption_prompt`` and gives ``_prompt`` (the answer prompt of one question in its
+    context), ``_complete`` (greedy completions of prompts for images, batched) and ``_budget`` (the default token
+    budget of a caption or an answer style).
     """
 
     kind = ""
@@ -202,9 +203,6 @@ class Engine:
         raise NotImplementedError
 
     def _budget(self, kind: str, max_new_tokens: int | None) -> int:
-        raise NotImplementedError
-
-    def _text_only_prompt(self, prompt: str) -> str:
         raise NotImplementedError
 
     def complete(
@@ -278,7 +276,7 @@ class Engine:
                 own[i] = text
         prompts = [self._prompt(q, c, own[i], style) for i, (q, c) in enumerate(zip(questions, contexts))]
         for i in blind:
-            prompts[i] = self._text_only_prompt(prompts[i])
+            prompts[i] = text_only_prompt(prompts[i])
         return prompts, own
 
     def answer_budget(self, style: str, max_new_tokens: int | None = None) -> int:
@@ -683,9 +681,6 @@ class VictEngine(Engine):
 
     def _prompt(self, question: str, context: Context, own_caption: str | None, style: str) -> str:
         return context.prompt(self.builder, question, style, own_caption)
-
-    def _text_only_prompt(self, prompt: str) -> str:
-        return text_only_prompt(prompt)
 
     def _complete(
         self, images: Sequence[ImageLike], prompts: Sequence[str], max_new_tokens: int, progress: str | None

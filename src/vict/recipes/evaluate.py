@@ -201,7 +201,7 @@ def _run_generation(
                 continue
             qs = [data.questions[k] for k in keep]
             contexts = [setting_context(plan[k]) for k in keep]
-            blind = style == "short" and setting in TEXT_ONLY_SETTINGS  # asked without the image
+            blind = setting in TEXT_ONLY_SETTINGS  # asked without the image
             answered = engine.answer(
                 [None if blind else data.images[q.image_index].path for q in qs],
                 [q.question for q in qs],

@@ -166,15 +166,16 @@ def create_app(engine: Any, settings: ServeSettings, batcher: Batcher | None = N
         authorize(request)
         body = await read_json(request, settings.max_body_bytes)
         chat_request = parse_chat_request(body, settings.model_name, budgets, settings.max_tokens)
-        image = None  # a text-only question
-        if chat_request.image_url is None and not getattr(engine, "supports_text_only", False):
-            raise RequestError(
-                'this model answers questions about an image only: add a content part {"type": "image_url", '
-                '"image_url": {"url": "data:image/png;base64,..."}} to a user message',
-                param="messages",
-                code="missing_image",
-            )
-        if chat_request.image_url is not None:
+        if chat_request.image_url is None:  # a text-only question
+            if not getattr(engine, "supports_text_only", False):
+                raise RequestError(
+                    'this model answers questions about an image only: add a content part {"type": "image_url", '
+                    '"image_url": {"url": "data:image/png;base64,..."}} to a user message',
+                    param="messages",
+                    code="missing_image",
+                )
+            image = None
+        else:
             image = await run_in_threadpool(
                 load_image_url, chat_request.image_url, chat_request.image_param, settings.limits, settings.image_root
             )
