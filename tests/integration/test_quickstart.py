@@ -230,12 +230,15 @@ def test_default_preset_learns(tmp_path: Path) -> None:
     - GQA without context: VICT-LoRA 66.25, VICT-LLaMA-Adapter 50.3, VICT-VPGTrans 33.8, VPGTrans + VICT-LoRA
       67.5, source BLIP-2 31.8, question only 37.33, majority answer 11.25; with the dense caption 70.3 / 55.1 /
       63.9 / 71.8 / 57.7; with another image's caption (distractor) 63.6 / 43.3 / 35.0 / 65.7 / 37.4;
+    - VICT-LLaMA-Adapter with V2's bias, scale and norm tuning (added later, the same seed; every other row the same
+      to the digit, 1115 s in all on a day the machine ran every row ~1.9x slower): 64.4 without context, 68.8 with
+      the dense caption, 58.9 with the distractor, held-out perplexity 3.38;
     - VLoRA (no visual tokens): GQA without context 46.25, with the dense caption 73.0;
     - text retention: the target LM's held-out perplexity 1.66 rises to 3.80 with the LoRA delta, 2.85 with
       LLaMA-Adapter's, 3.90 with VPGTrans + LoRA's, and stays 1.66 with VPGTrans (its LLM is frozen) and VLoRA
       (text without an image gets no delta).
-    Not reached, so not asserted (the issue note says what was tried): LLaMA-Adapter 25 points above question only
-    (+13.0 here), the source BLIP-2 30 above it, the dense-caption oracle at 90%, VICT captions near the source
+    Not reached, so not asserted (the issue note says what was tried): LLaMA-Adapter (prompts and gates alone) 25
+    points above question only (+13.0 here; V2 +27.1), the source BLIP-2 30 above it, the dense-caption oracle at 90%, VICT captions near the source
     BLIP-2's CIDEr."""
     assert main(["quickstart", "--out", str(tmp_path), "--preset", "default", "--seed", "0"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
@@ -246,15 +249,15 @@ def test_default_preset_learns(tmp_path: Path) -> None:
         assert probe[score] >= 95, (score, probe)
     # its BLIP-2 captions (issue target: CIDEr >= 1.00 on pycocoevalcap's scale, 100 in the x100 tables)
     assert report["captioning"]["blip2-source"]["CIDEr"] >= 1.0, report["captioning"]
-    for row in ("vict-lora", "vict-llama_adapter", "vict-vpgtrans_lora"):
+    margins = {"vict-lora": 25, "vict-llama_adapter": 10, "vict-llama_adapter_v2": 25, "vict-vpgtrans_lora": 25}
+    for row, margin in margins.items():
         # VICT on the new LLM beats the source BLIP-2 without context (the paper's Table 2) ...
         assert gqa[row]["none"] >= gqa["blip2-source"]["none"], gqa
-        # ... far above the question-only guess (LoRA +28.9, LLaMA-Adapter +13.0, VPGTrans + LoRA +30.2; the
-        # issue's target, +25, for both VICT rows) ...
-        margin = {"vict-lora": 25, "vict-llama_adapter": 10, "vict-vpgtrans_lora": 25}[row]
+        # ... far above the question-only guess (LoRA +28.9, LLaMA-Adapter +13.0, its V2 +27.1, VPGTrans + LoRA
+        # +30.2; the issue's target, +25, for both VICT rows) ...
         assert gqa[row]["none"] >= base["question_only"] + margin, (row, gqa)
         # ... and it trusts the image over a wrong caption: another image's caption costs accuracy (LoRA 2.7,
-        # LLaMA-Adapter 7.0, VPGTrans + LoRA 1.8)
+        # LLaMA-Adapter 7.0, its V2 5.5, VPGTrans + LoRA 1.8)
         assert gqa[row]["distractor"] < gqa[row]["none"], (row, gqa[row])
         # the delta costs the target LM some of its text (measured, both rows)
         retention = report["text_retention"][row]

@@ -177,6 +177,7 @@ PRESETS: dict[str, QuickstartPreset] = {
         # the LoRA rows' recipe rate (5e-3) suits the fast preset's 200 steps; over 1200 steps 3e-3 gave VICT-LoRA
         # 66.1 without context (mean of seeds 0-2) against 62.3 (docs/tuning.md)
         method_lr={"lora": 3e-3, "vpgtrans_lora": 3e-3},
+        methods=("lora", "llama_adapter", "llama_adapter_v2", "vpgtrans", "vpgtrans_lora", "vlora"),
         num_extra_queries=8,
         fast_caption_metrics=False,
         similarity_images=50,
@@ -452,10 +453,13 @@ def zoo_caption_quality(quality: dict[str, Any]) -> dict[str, Any]:
 
 
 def row_name(key: str) -> str:
-    """The report row of a preset entry: ``vict-<method>`` for a method, the variant's own name otherwise."""
+    """The report row of a preset entry: ``vict-<key>`` for a method and for a variant named after its method
+    (``llama_adapter_v2``: VICT's VPG with another setting of the method), the variant's own name otherwise
+    (``lavin``: another system)."""
     from vict.registry import method_names
 
-    return f"vict-{key}" if key in method_names() else key
+    names = method_names()
+    return f"vict-{key}" if key in names or any(key.startswith(f"{m}_") for m in names) else key
 
 
 def row_method(key: str, zoo: Any, method_lr: Mapping[str, float] | None = None) -> tuple[str, dict[str, Any]]:

@@ -75,8 +75,18 @@ def test_lora_works_on_other_llm_families() -> None:
     assert model.config.llm_model_type == "opt"
 
 
-@pytest.mark.parametrize("name", ["lora", "llama_adapter"])
-def test_frozen_dtype_keeps_trainable_parts_fp32(batch_factory, name: str) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lora",
+        "llama_adapter",
+        pytest.param(
+            {"type": "llama_adapter", "adapter_len": 4, "adapter_layers": 2, "bias_tuning": True},
+            id="llama_adapter-bias_tuning",
+        ),
+    ],
+)
+def test_frozen_dtype_keeps_trainable_parts_fp32(batch_factory, name) -> None:
     model = build_tiny(name, frozen_dtype="bfloat16")
     dtypes = {n: p.dtype for n, p in model.named_parameters()}
     assert all(dtypes[n] == torch.float32 for n in dtypes if model.is_trainable(n))
@@ -150,3 +160,39 @@ def test_inspect_checkpoint_and_paper(capsys, tmp_path) -> None:
         main(["inspect", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match=r"'lorra' is not a registered method; did you mean 'lora'"):
         main(["inspect", "tiny", "--method", "lorra"])
+
+
+def test_llama_adapter_v2_bias_tuning_starts_as_the_frozen_llm_and_trains_scales_biases_and_norms(
+    batch_factory,
+) -> None:
+    """``bias_tuning``: a scale and bias on every linear layer of every block (also the blocks without prompts), a
+    scale on every norm and on the final norm; at initialisation the logits are V1's, bit for bit; the new tensors
+    are the method's, train, and are stored in vict_trainable.safetensors (peft's adapter file keeps its own)."""
+    v1 = build_tiny({"type": "llama_adapter", "adapter_len": 4, "adapter_layers": 1}, seed=0)
+    v2 = build_tiny({"type": "llama_adapter", "adapter_len": 4, "adapter_layers": 1, "bias_tuning": True}, seed=0)
+    added = {n: p for n, p in v2.named_parameters() if ".v2_bias_scale." in n}
+    linears = [n for n, m in v2.llm.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." in n]
+    assert len(linears) == 2 * 7  # q, k, v, o, gate, up, down in both blocks (only block 1 has prompts)
+    assert sum(n.endswith(".bias") for n in added) == len(linears)
+    assert sum(n.endswith("norm.v2_bias_scale.scale") for n in added) == 2 * 2 + 1  # two per block and the final
+    config = v2.llm.get_base_model().config
+    per_block = 2 * (config.hidden_size * 2 + config.num_key_value_heads * config.head_dim * 2)  # q, o; k, v
+    per_block += 2 * (2 * config.intermediate_size) + 2 * config.hidden_size  # gate, up; down
+    expected = 2 * per_block + 2 * 2 * config.hidden_size + config.hidden_size  # + the norms' scales
+    assert sum(p.numel() for p in added.values()) == expected
+    assert all(v2.is_trainable(n) and v2.part_of(n) == "method" and not v2.method.saves(n) for n in added)
+    assert not any(".v2_bias_scale." in n for n, _ in v1.named_parameters())
+
+    batch = batch_factory(v1, PROMPTS_V2, TARGETS_V2)
+    with torch.no_grad():
+        base = v1(**batch, logits_on_labelled_only=False).logits
+        start = v2(**batch, logits_on_labelled_only=False).logits
+    assert torch.equal(start, base)
+    loss = v2(**batch).loss
+    loss.backward()
+    grads = [p.grad for p in added.values()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+PROMPTS_V2 = ["what shape is left ?", "how many circles ?"]
+TARGETS_V2 = ["a red circle", "three"]

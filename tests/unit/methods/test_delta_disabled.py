@@ -30,8 +30,13 @@ def _perturb_delta(model: VisionLLM) -> int:
     return changed
 
 
-@pytest.mark.parametrize("method", ["lora", "llama_adapter", "mm_adapter", "none"])
-def test_delta_off_is_the_bare_llm_and_on_differs(method: str) -> None:
+V2 = {"type": "llama_adapter", "adapter_len": 4, "adapter_layers": 2, "bias_tuning": True}
+
+
+@pytest.mark.parametrize(
+    "method", ["lora", "llama_adapter", "mm_adapter", "none", pytest.param(V2, id="llama_adapter-bias_tuning")]
+)
+def test_delta_off_is_the_bare_llm_and_on_differs(method) -> None:
     _, llm_dir = tiny_sources(seed=0)
     bare = AutoModelForCausalLM.from_pretrained(llm_dir).eval()
     model = build_tiny(method, seed=0)

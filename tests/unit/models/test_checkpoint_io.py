@@ -52,7 +52,7 @@ def test_config_records_sources_and_settings(tmp_path) -> None:
     config = json.loads((out / "config.json").read_text())
     assert config["vpg_format"] == "hf" and Path(config["vpg_source"], "config.json").is_file()
     assert config["num_extra_queries"] == 3 and model.num_visual_tokens == 11
-    assert config["method"] == {"type": "llama_adapter", "adapter_len": 4, "adapter_layers": 2}
+    assert config["method"] == {"type": "llama_adapter", "adapter_len": 4, "adapter_layers": 2, "bias_tuning": False}
     assert config["connector"] == {"type": "qformer_tokens", "init_weights": None}
     assert config["frozen_dtype"] == "float32" and config["llm_model_type"] == "llama" and config["format"] == 2
 
@@ -180,7 +180,12 @@ def test_a_vict_0_1_checkpoint_still_loads(tmp_path, batch_factory) -> None:
     tensors = load_tensors(out / "vict_trainable.safetensors")
     save_file({k.removeprefix("connector."): v for k, v in tensors.items()}, str(out / "vict_trainable.safetensors"))
     again = VisionLLM.from_pretrained(out)
-    assert again.config.method.to_dict() == {"type": "llama_adapter", "adapter_len": 4, "adapter_layers": 2}
+    assert again.config.method.to_dict() == {
+        "type": "llama_adapter",
+        "adapter_len": 4,
+        "adapter_layers": 2,
+        "bias_tuning": False,
+    }
     assert again.config.format == 2
     batch = batch_factory(model, PROMPTS, TARGETS)
     with torch.no_grad():

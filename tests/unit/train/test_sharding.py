@@ -156,6 +156,11 @@ def _two_ranks(
         ("lora", True),
         ("lora", False),
         ("llama_adapter", True),
+        pytest.param(
+            {"type": "llama_adapter", "adapter_len": 4, "adapter_layers": 2, "bias_tuning": True},
+            True,
+            id="llama_adapter-bias_tuning-True",
+        ),
         ("mm_adapter", True),  # its routing pass reaches the blocks' norms from inside: they stay whole
         ("vlora", True),
         ("vpgtrans_lora", True),
