@@ -196,6 +196,11 @@ class Method:
         return f"{self.name} {detail}".strip()
 
 
+def decoder_body(llm: nn.Module) -> nn.Module:
+    """The decoder body (``LlamaModel``) of a ``*ForCausalLM``."""
+    return getattr(llm, getattr(llm, "base_model_prefix", "model"))
+
+
 @contextlib.contextmanager
 def switched(modules: list[Any], enabled: bool) -> Iterator[None]:
     """Within the block every module's ``enabled`` flag is ``enabled``; each gets its own flag back after it (the

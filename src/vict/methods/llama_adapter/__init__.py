@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from vict.methods.base import switched
+from vict.methods.base import decoder_body, switched
 from vict.methods.llama_adapter.bias_scale import ATTRIBUTE, BiasScale, attach
 from vict.methods.peft_base import PeftMethod
 from vict.registry import register_method
@@ -49,7 +49,9 @@ class LlamaAdapter(PeftMethod):
     name = "llama_adapter"
     description = "LLaMA-Adapter: zero-init gated adaption prompts in the LLM's top layers (peft AdaptionPrompt)"
     trains = (
-        "the adaption prompts and gates of the top method.adapter_layers layers, the extra queries and the connector"
+        "the adaption prompts and gates of the top method.adapter_layers layers (with method.bias_tuning, also a "
+        "scale and bias on every linear layer and a scale on every norm: LLaMA-Adapter V2), the extra queries and "
+        "the connector"
     )
     settings_class = LlamaAdapterSettings
     markers = (".adaption_prompt", ".adaption_gate", f".{ATTRIBUTE}.")
@@ -62,7 +64,7 @@ class LlamaAdapter(PeftMethod):
         llm = super().apply(llm, vpg)
         if self.settings.bias_tuning:
             base = llm.get_base_model()
-            body = getattr(base, getattr(base, "base_model_prefix", "model"))
+            body = decoder_body(base)
             if not hasattr(body, "layers"):
                 raise ValueError(
                     f"method.bias_tuning=true adapts decoder blocks (body.layers), and {type(base).__name__} has none"

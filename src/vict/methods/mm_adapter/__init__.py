@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from vict.connectors.base import HAS_IMAGE
-from vict.methods.base import Method, switched
+from vict.methods.base import Method, decoder_body, switched
 from vict.methods.mm_adapter.adapter import MMAdapter
 from vict.registry import register_method
 from vict.settings import help_field, raise_problems
@@ -71,11 +71,6 @@ class MMAdapterSettings:
         if self.layers is not None and (not self.layers or any(i < 0 for i in self.layers)):
             problems.append(f"method.layers={self.layers}: list block indices >= 0, or null for every block")
         raise_problems(problems, "invalid MM-Adapter settings")
-
-
-def decoder_body(llm: nn.Module) -> nn.Module:
-    """The decoder body (``LlamaModel``) of a ``*ForCausalLM``."""
-    return getattr(llm, getattr(llm, "base_model_prefix", "model"))
 
 
 class MMAdapterMethod(Method):

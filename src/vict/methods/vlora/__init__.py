@@ -35,8 +35,7 @@ from torch import nn
 
 from vict.connectors.base import HAS_IMAGE
 from vict.connectors.vlora_generator import VLORA_A, VLoRAGenerator, WeightShapes
-from vict.methods.base import Method, switched
-from vict.methods.mm_adapter import decoder_body
+from vict.methods.base import Method, decoder_body, switched
 from vict.registry import register_method
 from vict.settings import help_field, raise_problems
 
