@@ -19,7 +19,7 @@ CONTEXTS = [
 ]
 
 
-def trained_looking(method: str, **kwargs):
+def trained_looking(method, **kwargs):
     """A tiny model whose zero-initialised deltas are moved off zero, so they shape every output."""
     from vict.models.builders import build_tiny
 
@@ -60,11 +60,12 @@ def answers(engine: VictEngine, images, questions, contexts) -> list[tuple[str, 
         ("lora", {"num_extra_queries": 4}),
         ("lora", {"num_extra_queries": 4, "llm_arch": "opt"}),  # learned positions, not rotary
         ("llama_adapter", {}),
+        ({"type": "llama_adapter", "adapter_len": 4, "adapter_layers": 2, "bias_tuning": True}, {}),
         ("mm_adapter", {"num_extra_queries": 0, "connector": {"type": "lavin_cls", "every": 1, "hidden": 16}}),
         ("vlora", {}),
     ],
 )
-def test_reuse_gives_the_outputs_of_whole_prompts_for_every_method(method: str, kwargs: dict, images) -> None:
+def test_reuse_gives_the_outputs_of_whole_prompts_for_every_method(method, kwargs: dict, images) -> None:
     model = trained_looking(method, **kwargs)
     n = 10  # three images asked in every context, mixed across batches of 4
     asked = [images[k % 3] for k in range(n)]
