@@ -238,8 +238,8 @@ def test_default_preset_learns(tmp_path: Path) -> None:
       LLaMA-Adapter's, 3.90 with VPGTrans + LoRA's, and stays 1.66 with VPGTrans (its LLM is frozen) and VLoRA
       (text without an image gets no delta).
     Not reached, so not asserted (the issue note says what was tried): LLaMA-Adapter (prompts and gates alone) 25
-    points above question only (+13.0 here; V2 +27.1), the source BLIP-2 30 above it, the dense-caption oracle at 90%, VICT captions near the source
-    BLIP-2's CIDEr."""
+    points above question only (+13.0 here; V2 +27.1), the source BLIP-2 30 above it, the dense-caption oracle at
+    90%, VICT captions near the source BLIP-2's CIDEr."""
     assert main(["quickstart", "--out", str(tmp_path), "--preset", "default", "--seed", "0"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     _check_keys(report, qs.PRESETS["default"])

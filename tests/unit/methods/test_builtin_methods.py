@@ -191,7 +191,7 @@ def test_llama_adapter_v2_bias_tuning_starts_as_the_frozen_llm_and_trains_scales
     loss = v2(**batch).loss
     loss.backward()
     grads = [p.grad for p in added.values()]
-    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    assert all(g is not None and bool(g.abs().sum() > 0) for g in grads)  # every scale and bias learns
 
 
 PROMPTS_V2 = ["what shape is left ?", "how many circles ?"]

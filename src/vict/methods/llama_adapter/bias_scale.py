@@ -42,7 +42,7 @@ def is_norm(module: nn.Module) -> bool:
     """An RMSNorm or LayerNorm of a decoder (by class name: every transformers family names them ``*RMSNorm`` or
     ``*LayerNorm``)."""
     name = type(module).__name__
-    return name.endswith("RMSNorm") or name.endswith("LayerNorm") or isinstance(module, nn.LayerNorm)
+    return name.endswith("RMSNorm") or name.endswith("LayerNorm")
 
 
 def attach(body: nn.Module) -> list[BiasScale]:
