@@ -1,5 +1,5 @@
 """The quickstart against its wall-clock budget: one run of a preset, each stage's seconds, and the total as a ratio
-to the budget the issues set for it.
+to the preset's budget.
 
     python benchmarks/quickstart_budget.py                      # the default preset, seed 0 (10 to 20 minutes)
     python benchmarks/quickstart_budget.py --quick              # the fast preset
@@ -7,8 +7,8 @@ to the budget the issues set for it.
 
 Budgets: the default preset 15 minutes (issue 12: "the default preset still fits 15 minutes"), the scienceqa preset
 (a smaller world, the default's settings otherwise) the same, the fast preset the 3 minutes it is sized to
-(docs/tuning.md). The last line,
-``quickstart_<preset>_vs_budget: X``, is the run's total over its budget: at or under 1.0 it fits.
+(docs/tuning.md). The last line, ``quickstart_<preset>_vs_budget: X``, is the run's total over its budget: at or
+under 1.0 it fits.
 
 The run is ``python -m vict quickstart`` in a child process with this process's environment, so the CPU kernel pin
 that the README's numbers use (``ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2``) applies when it is
