@@ -44,8 +44,9 @@ def run_preset(preset: str, seed: int, out: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(BUDGET_S), default="default")
-    parser.add_argument("--quick", action="store_true", help="the fast preset (under 3 minutes on 2 cores)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--preset", choices=sorted(BUDGET_S), default="default")
+    which.add_argument("--quick", action="store_true", help="the fast preset (its budget: 3 minutes on 2 cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="the run's directory (default: a temporary one)")
     args = parser.parse_args(argv)

@@ -273,4 +273,4 @@ def test_default_preset_learns(tmp_path: Path) -> None:
     assert gqa["vict-vlora"]["dense"] > gqa["vict-vlora"]["none"], gqa["vict-vlora"]
     # The preset's 15-minute budget is measured by benchmarks/quickstart_budget.py, not asserted here: a wall-clock
     # assertion tests the machine as much as the code (without the V2 row the preset took 522-556 s one morning; the
-    # same code's rows ran ~1.9x slower that afternoon, and with the row it took 1109-1144 s here and 1243 s in CI).
+    # same code's rows ran ~1.9x slower that afternoon, and with the row it took 1104-1144 s here and 1243 s in CI).

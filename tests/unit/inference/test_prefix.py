@@ -19,7 +19,7 @@ CONTEXTS = [
 ]
 
 
-def trained_looking(method, **kwargs):
+def trained_looking(method: str | dict, **kwargs):
     """A tiny model whose zero-initialised deltas are moved off zero, so they shape every output."""
     from vict.models.builders import build_tiny
 
@@ -65,7 +65,7 @@ def answers(engine: VictEngine, images, questions, contexts) -> list[tuple[str, 
         ("vlora", {}),
     ],
 )
-def test_reuse_gives_the_outputs_of_whole_prompts_for_every_method(method, kwargs: dict, images) -> None:
+def test_reuse_gives_the_outputs_of_whole_prompts_for_every_method(method: str | dict, kwargs: dict, images) -> None:
     model = trained_looking(method, **kwargs)
     n = 10  # three images asked in every context, mixed across batches of 4
     asked = [images[k % 3] for k in range(n)]
